@@ -18,6 +18,18 @@ enum Command {
     Info(cmd::info::Args),
     /// This device's fingerprint: CPU, ISA features, caches, memory, perf counters.
     Device(cmd::device::Args),
+    /// Time every kernel variant on the model's layer shapes against f16 and the machine's ceilings.
+    Kernels(cmd::kernels::Args),
+    /// Quantization plans: list and print presets, validate plan files.
+    Plan(cmd::plan::Args),
+    /// Collect activation statistics and static scales / channel factors on calibration text.
+    Calibrate(cmd::calibrate::Args),
+    /// Perplexity on a text file (llama.cpp protocol: second half of each chunk scored).
+    Eval(cmd::eval::Args),
+    /// Generate a continuation of a prompt, streamed to stdout.
+    Generate(cmd::generate::Args),
+    /// Prefill/decode throughput, llama-bench style (pp512, tg128), per plan and thread count.
+    Bench(cmd::bench::Args),
 }
 
 fn main() {
@@ -25,6 +37,12 @@ fn main() {
     let result = match cli.command {
         Command::Info(a) => cmd::info::run(a),
         Command::Device(a) => cmd::device::run(a),
+        Command::Kernels(a) => cmd::kernels::run(a),
+        Command::Eval(a) => cmd::eval::run(a),
+        Command::Generate(a) => cmd::generate::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
+        Command::Plan(a) => cmd::plan::run(a),
+        Command::Calibrate(a) => cmd::calibrate::run(a),
     };
     if let Err(e) = result {
         // One line: the context chain joined, outermost first.

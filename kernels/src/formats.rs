@@ -2,6 +2,7 @@
 //! the default model's tensors are used as stored.
 
 use half::f16;
+use std::borrow::Cow;
 
 /// Values per quantization block (GGUF's QK4_0 / QK4_1 / QK8_0).
 pub const QK: usize = 32;
@@ -112,10 +113,9 @@ impl QuantizedActivations {
     pub fn quantize_per_token(x: &[f32], m: usize, k: usize, bits: u8) -> Self {
         assert_eq!(x.len(), m * k);
         let qmax = Self::qmax(bits) as f32;
-        let scales = x
-            .chunks_exact(k.max(1))
-            .take(m)
-            .map(|row| row.iter().fold(0f32, |a, v| a.max(v.abs())) / qmax)
+        // Indexed rows rather than `chunks_exact(k)`, which yields nothing when k = 0.
+        let scales = (0..m)
+            .map(|r| x[r * k..(r + 1) * k].iter().fold(0f32, |a, v| a.max(v.abs())) / qmax)
             .collect::<Vec<_>>();
         Self::quantize_with_scales(x, m, k, bits, scales)
     }
@@ -146,5 +146,72 @@ impl QuantizedActivations {
             }
         }
         out
+    }
+}
+
+/// Integer activations laid out for the integer kernels, derived once per matmul call: rows
+/// zero-padded to whole 32-blocks (so kernels never branch on a tail: the padded weight codes
+/// meet zero activations), plus each row's per-block code sums for the `m * sum(a)` term of
+/// Q4_1 (`sum_c a_c (d w_c + m) = d * dot + m * sum(a)`). When `k` is a multiple of 32 the
+/// codes are borrowed, not copied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PaddedActivations<'a> {
+    pub m: usize,
+    pub k: usize,
+    pub bits: u8,
+    /// Blocks per row, `ceil(k / 32)`.
+    pub bpr: usize,
+    /// `bpr` rounded up to a multiple of 8, the stride of `sums` (8 f32 = one AVX2 vector).
+    pub bpr8: usize,
+    /// `m x bpr*32` codes, zero beyond `k`.
+    pub q: Cow<'a, [i8]>,
+    /// `m x bpr8` block sums as f32 (exact: |sum| <= 32 * 128), zero beyond `bpr`.
+    pub sums: Vec<f32>,
+    pub scales: Cow<'a, [f32]>,
+}
+
+impl<'a> PaddedActivations<'a> {
+    pub fn new(a: &'a QuantizedActivations) -> Self {
+        let bpr = a.k.div_ceil(QK);
+        let bpr8 = bpr.div_ceil(8) * 8;
+        let kp = bpr * QK;
+        let q: Cow<'a, [i8]> = if kp == a.k {
+            Cow::Borrowed(&a.q[..a.m * a.k])
+        } else {
+            let mut q = vec![0i8; a.m * kp];
+            for r in 0..a.m {
+                q[r * kp..r * kp + a.k].copy_from_slice(&a.q[r * a.k..(r + 1) * a.k]);
+            }
+            Cow::Owned(q)
+        };
+        let mut sums = vec![0f32; a.m * bpr8];
+        for r in 0..a.m {
+            for (b, blk) in q[r * kp..(r + 1) * kp].chunks_exact(QK).enumerate() {
+                // i16 lanes: |sum| <= 32 * 128 fits, and the loop vectorises.
+                sums[r * bpr8 + b] = blk.iter().fold(0i16, |s, &v| s + v as i16) as f32;
+            }
+        }
+        PaddedActivations { m: a.m, k: a.k, bits: a.bits, bpr, bpr8, q, sums, scales: Cow::Borrowed(&a.scales[..a.m]) }
+    }
+
+    /// The same data, owned (to outlive the activations).
+    pub fn into_owned(self) -> PaddedActivations<'static> {
+        PaddedActivations {
+            q: Cow::Owned(self.q.into_owned()),
+            scales: Cow::Owned(self.scales.into_owned()),
+            ..self
+        }
+    }
+
+    /// Row `r`'s padded codes.
+    #[inline]
+    pub fn row(&self, r: usize) -> &[i8] {
+        &self.q[r * self.bpr * QK..(r + 1) * self.bpr * QK]
+    }
+
+    /// Row `r`'s block sums (length `bpr8`).
+    #[inline]
+    pub fn row_sums(&self, r: usize) -> &[f32] {
+        &self.sums[r * self.bpr8..(r + 1) * self.bpr8]
     }
 }

@@ -5,10 +5,16 @@
 //! This crate knows nothing of models, files or plans: it takes packed weights, quantized
 //! activations and shapes.
 
+mod arch;
+pub mod ceilings;
 pub mod formats;
 pub mod matmul;
 pub mod registry;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod testing;
+pub mod variants;
 
 pub use formats::{BlockQ4_0, BlockQ4_1, BlockQ8_0, QuantizedActivations, QK};
 pub use matmul::{Activations, KernelError, Matmul, Q4Matrix};
-pub use registry::{Isa, Variant};
+pub use registry::{available, best_isa, Isa, Variant};

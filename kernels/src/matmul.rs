@@ -4,12 +4,17 @@
 //! Convention: weights are `n` output rows of `k` inputs (GGUF's layout, ne0 = k), and
 //! `y[r][j] = sum_c x[r][c] * w[j][c]` for activation rows `r` in `0..m`.
 //!
-//! Threads: `run` splits the `n` outputs over the current rayon pool; each output element is
-//! computed by one thread in a fixed order, so results are bit-identical at any thread count.
+//! Threads: `run` splits the `n` outputs into column tiles over the current rayon pool (the
+//! caller installs a pool of T threads). Tile boundaries depend only on the shape, and each
+//! output element is computed by one task in a fixed order, so results are bit-identical at
+//! any thread count.
 
 use crate::formats::{BlockQ4_1, QuantizedActivations, QK};
 use crate::registry::{Isa, Variant};
+use crate::variants::{self, Act, OutTile, Prepared};
 use half::f16;
+use rayon::prelude::*;
+use std::ops::Range;
 
 /// Why a matmul could not be prepared.
 #[derive(Debug, Clone, PartialEq)]
@@ -118,36 +123,47 @@ pub struct Matmul {
     isa: Isa,
     n: usize,
     k: usize,
-    weights: Weights,
+    prepared: Box<dyn Prepared>,
 }
 
-enum Weights {
-    F16(Vec<f16>),
-    Q4(Q4Matrix),
+impl std::fmt::Debug for Matmul {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Matmul({} on {}, n={}, k={})", self.variant, self.isa, self.n, self.k)
+    }
 }
 
 impl Matmul {
     /// FP16 baseline from f32 weights (row-major `n x k`), rounded to f16.
     pub fn new_f16(isa: Isa, n: usize, k: usize, w: &[f32]) -> Result<Self, KernelError> {
-        if w.len() != n * k {
-            return Err(KernelError::Shape(format!("{n}x{k} weights need {} values, got {}", n * k, w.len())));
-        }
         Self::check_isa(Variant::F16, isa)?;
-        let data = w.iter().map(|&v| f16::from_f32(v)).collect();
-        Ok(Matmul { variant: Variant::F16, isa, n, k, weights: Weights::F16(data) })
+        let p = variants::f16::PreparedF16::from_f32(isa, n, k, w)?;
+        Ok(Self::wrap(Box::new(p)))
+    }
+
+    /// FP16 baseline from f16 weights (row-major `n x k`), used as stored.
+    pub fn new_f16_from_f16(isa: Isa, n: usize, k: usize, w: &[f16]) -> Result<Self, KernelError> {
+        Self::check_isa(Variant::F16, isa)?;
+        let p = variants::f16::PreparedF16::from_f16(isa, n, k, w)?;
+        Ok(Self::wrap(Box::new(p)))
     }
 
     /// Any variant from 4-bit weights; `Variant::F16` dequantizes them to f16.
     pub fn new_q4(variant: Variant, isa: Isa, w: &Q4Matrix) -> Result<Self, KernelError> {
-        if variant == Variant::F16 {
-            return Self::new_f16(isa, w.n, w.k, &w.dequantize());
-        }
         Self::check_isa(variant, isa)?;
-        Ok(Matmul { variant, isa, n: w.n, k: w.k, weights: Weights::Q4(w.clone()) })
+        Ok(Self::wrap(variants::prepare(variant, isa, w)?))
+    }
+
+    /// `new_q4` on the fastest ISA this CPU runs the variant on (see `registry::best_isa`).
+    pub fn new_auto(variant: Variant, w: &Q4Matrix) -> Result<Self, KernelError> {
+        Self::new_q4(variant, crate::registry::best_isa(variant), w)
+    }
+
+    fn wrap(prepared: Box<dyn Prepared>) -> Self {
+        Matmul { variant: prepared.variant(), isa: prepared.isa(), n: prepared.n(), k: prepared.k(), prepared }
     }
 
     fn check_isa(variant: Variant, isa: Isa) -> Result<(), KernelError> {
-        if isa.is_available() {
+        if variants::implemented(variant, isa) && isa.is_available() {
             Ok(())
         } else {
             Err(KernelError::Unsupported { variant, isa })
@@ -171,68 +187,85 @@ impl Matmul {
     /// Panics when the activations' kind or shape does not fit this matmul: that is a bug in
     /// the caller, not bad input.
     pub fn run(&self, a: Activations<'_>, y: &mut [f32]) {
-        let m = a.m();
-        assert_eq!(y.len(), m * self.n, "output must be m x n");
-        match (&self.weights, a) {
-            (Weights::F16(w), Activations::F32 { x, m }) => {
-                assert_eq!(x.len(), m * self.k);
-                scalar_f16(x, m, self.k, self.n, w, y)
+        let (m, n, k) = (a.m(), self.n, self.k);
+        assert_eq!(y.len(), m * n, "output must be m x n = {m} x {n}");
+        let act = match a {
+            Activations::F32 { x, m } if self.variant.activation_bits() == 16 => {
+                assert_eq!(x.len(), m * k, "float activations must be m x k = {m} x {k}");
+                Act::F32 { x, m, k }
             }
-            (Weights::Q4(w), Activations::F32 { x, m }) if self.variant == Variant::W4A16 => {
-                assert_eq!(x.len(), m * self.k);
-                scalar_w4a16(x, m, w, y)
-            }
-            (Weights::Q4(w), Activations::Int(q)) if self.variant.activation_bits() == q.bits => {
-                assert_eq!(q.k, self.k);
-                scalar_w4_int(q, w, y)
+            Activations::Int(q) if self.variant.activation_bits() == q.bits => {
+                assert_eq!(q.k, k, "integer activations have k = {}, matmul has k = {k}", q.k);
+                assert_eq!(q.q.len(), m * k, "integer activations must hold m x k codes");
+                assert_eq!(q.scales.len(), m, "integer activations need one scale per row");
+                Act::Int(q)
             }
             _ => panic!("{} matmul cannot take these activations", self.variant),
+        };
+        if m == 0 || n == 0 {
+            return;
         }
+        let tiles = tiles(m, n, k, self.prepared.col_align());
+        let prepared = &*self.prepared;
+        let prep = prepared.prepare_act(act);
+        let prep = prep.as_deref();
+        let base = SharedOut(y.as_mut_ptr());
+        tiles.into_par_iter().for_each(|cols| {
+            // SAFETY: tiles are disjoint column ranges within `0..n` and `y` is `m x n`, so
+            // every task gets an exclusive strided view of its own elements.
+            let out = unsafe { OutTile::new(base.get().add(cols.start), n, m, cols.len()) };
+            prepared.gemm_into_with(act, prep, cols, out);
+        });
     }
 }
 
-fn scalar_f16(x: &[f32], m: usize, k: usize, n: usize, w: &[f16], y: &mut [f32]) {
-    for r in 0..m {
-        for j in 0..n {
-            let row = &w[j * k..(j + 1) * k];
-            y[r * n + j] = row.iter().zip(&x[r * k..(r + 1) * k]).map(|(w, x)| w.to_f32() * x).sum();
-        }
+/// `y`'s base pointer, shared by tasks that write disjoint tiles.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+unsafe impl Sync for SharedOut {}
+unsafe impl Send for SharedOut {}
+impl SharedOut {
+    fn get(self) -> *mut f32 {
+        self.0
     }
 }
 
-fn scalar_w4a16(x: &[f32], m: usize, w: &Q4Matrix, y: &mut [f32]) {
-    let (k, n) = (w.k, w.n);
-    let mut buf = [0f32; QK];
-    for r in 0..m {
-        for j in 0..n {
-            let mut acc = 0f32;
-            for (b, blk) in w.row(j).iter().enumerate() {
-                blk.dequantize(&mut buf);
-                let end = ((b + 1) * QK).min(k);
-                acc += buf.iter().zip(&x[r * k + b * QK..r * k + end]).map(|(w, x)| w * x).sum::<f32>();
+/// Minimum multiply-adds per tile, so that scheduling overhead stays small next to the work.
+const MIN_TILE_MACS: usize = 1 << 14;
+/// Allowed tile counts: divisible by 2, 3, 4 and 6 as far as the work allows, so common pool
+/// sizes get equal shares.
+const TILE_COUNTS: [usize; 7] = [1, 2, 3, 4, 6, 12, 24];
+#[cfg(test)]
+const MAX_TILES: usize = 24;
+
+/// Column tiles of `0..n`, each starting at a multiple of `align`, sizes differing by at most
+/// one `align` unit. Depends only on the shape, never on the thread count, which keeps
+/// results bit-identical across thread counts.
+pub(crate) fn tiles(m: usize, n: usize, k: usize, align: usize) -> Vec<Range<usize>> {
+    let align = align.max(1);
+    let units = n.div_ceil(align);
+    let by_work = (m * n * k.max(1) / MIN_TILE_MACS).max(1);
+    let t = TILE_COUNTS.into_iter().rev().find(|&t| t <= units && t <= by_work).unwrap_or(1);
+    (0..t).map(|i| (i * units / t) * align..((i + 1) * units / t * align).min(n)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tiles;
+
+    #[test]
+    fn tiles_cover_n_disjointly_aligned_and_ignore_threads() {
+        for (m, n, k, align) in [(1, 576, 576, 16), (512, 49152, 576, 16), (3, 17, 5, 16), (1, 1, 1, 1), (9, 100, 3, 7)] {
+            let t = tiles(m, n, k, align);
+            assert!(t.len() <= super::MAX_TILES, "{t:?}");
+            assert_eq!(t.first().unwrap().start, 0);
+            assert_eq!(t.last().unwrap().end, n);
+            for w in t.windows(2) {
+                assert_eq!(w[0].end, w[1].start);
             }
-            y[r * n + j] = acc;
-        }
-    }
-}
-
-/// Integer dot per block, then `d * dot + m * sum(a)` in float, times the row scale.
-fn scalar_w4_int(a: &QuantizedActivations, w: &Q4Matrix, y: &mut [f32]) {
-    let (k, n) = (w.k, w.n);
-    for r in 0..a.m {
-        let xr = &a.q[r * k..(r + 1) * k];
-        for j in 0..n {
-            let mut acc = 0f32;
-            for (b, blk) in w.row(j).iter().enumerate() {
-                let end = ((b + 1) * QK).min(k);
-                let (mut dot, mut sum) = (0i32, 0i32);
-                for (i, &q) in xr[b * QK..end].iter().enumerate() {
-                    dot += blk.code(i) as i32 * q as i32;
-                    sum += q as i32;
-                }
-                acc += blk.d.to_f32() * dot as f32 + blk.m.to_f32() * sum as f32;
-            }
-            y[r * n + j] = acc * a.scales[r];
+            assert!(t.iter().all(|r| r.start % align == 0 && !r.is_empty()), "{t:?}");
+            let units: Vec<usize> = t.iter().map(|r| r.len().div_ceil(align)).collect();
+            assert!(units.iter().max().unwrap() - units.iter().min().unwrap() <= 1, "{t:?}");
         }
     }
 }

@@ -77,6 +77,8 @@ pub enum Isa {
 }
 
 impl Isa {
+    pub const ALL: [Isa; 3] = [Isa::Scalar, Isa::Avx2, Isa::Neon];
+
     pub fn name(self) -> &'static str {
         match self {
             Isa::Scalar => "scalar",
@@ -108,6 +110,24 @@ impl Isa {
     }
 }
 
+/// Every (variant, ISA) pair this build implements and this CPU can run, in `Variant::ALL`
+/// order, scalar first within a variant.
+pub fn available() -> Vec<(Variant, Isa)> {
+    Variant::ALL
+        .into_iter()
+        .flat_map(|v| Isa::ALL.into_iter().map(move |i| (v, i)))
+        .filter(|&(v, i)| crate::variants::implemented(v, i) && i.is_available())
+        .collect()
+}
+
+/// The fastest ISA this CPU runs `variant` on (scalar when nothing else is implemented).
+pub fn best_isa(variant: Variant) -> Isa {
+    [Isa::Avx2, Isa::Neon]
+        .into_iter()
+        .find(|&i| crate::variants::implemented(variant, i) && i.is_available())
+        .unwrap_or(Isa::Scalar)
+}
+
 impl fmt::Display for Isa {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -117,7 +137,7 @@ impl fmt::Display for Isa {
 impl FromStr for Isa {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        [Isa::Scalar, Isa::Avx2, Isa::Neon]
+        Isa::ALL
             .into_iter()
             .find(|i| i.name() == s)
             .ok_or_else(|| format!("unknown ISA `{s}` (known: scalar, avx2, neon)"))

@@ -1,3 +1,7 @@
 //! Profiler: the device fingerprint, the measurement loop and its statistics, perf
 //! counters, the device-profile schema and the latency predictor. Uses `runtime` and
 //! `kernels` to time real ops at real shapes; knows nothing of tuning or plotting.
+
+pub mod counters;
+pub mod device;
+pub mod stats;

@@ -2,3 +2,9 @@
 
 pub mod device;
 pub mod info;
+pub mod kernels;
+pub mod plan;
+pub mod eval;
+pub mod generate;
+pub mod calibrate;
+pub mod bench;

@@ -1,0 +1,363 @@
+//! W4A16: Q4_1 weights x f32 activations (weight-only quantization), f32 accumulation.
+//!
+//! Packed layout: like the f16 variant, panels of [`NR`] = 16 output columns. Each panel is a
+//! run of [`Group`]s, one per 32 values of `k` (Q4_1's block), holding the 16 columns' scale
+//! `d` and minimum `m` (f16, as in the GGUF block) and, for each of the 32 `k`, 8 bytes of
+//! codes: byte `i` = code of column `i` (low nibble) | code of column `i + 8` (high nibble).
+//! The group is as large as the 16 Q4_1 blocks it replaces (320 bytes), so GEMV streams the
+//! same number of bytes as GGUF, while a k-slice of 16 columns unpacks with a handful of
+//! vector instructions into `d * q + m`.
+//! Columns past `n` have `d = m = 0`; codes past `k` are never read.
+
+use crate::formats::QK;
+use crate::matmul::{KernelError, Q4Matrix};
+use crate::registry::{Isa, Variant};
+use crate::variants::{Act, OutTile, Prepared};
+use half::f16;
+use std::ops::Range;
+
+/// Output columns per panel.
+pub const NR: usize = 16;
+
+/// 32 values of `k` for 16 columns (see the module doc).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Group {
+    pub d: [f16; NR],
+    pub m: [f16; NR],
+    pub qs: [[u8; NR / 2]; QK],
+}
+const _: () = assert!(std::mem::size_of::<Group>() == 320);
+
+impl Group {
+    const ZERO: Group = Group { d: [f16::ZERO; NR], m: [f16::ZERO; NR], qs: [[0; NR / 2]; QK] };
+
+    /// Code of column `i` (0..16) at offset `kk` (0..32) in the group.
+    #[inline]
+    pub fn code(&self, kk: usize, i: usize) -> u8 {
+        let b = self.qs[kk][i % (NR / 2)];
+        if i < NR / 2 {
+            b & 0x0f
+        } else {
+            b >> 4
+        }
+    }
+}
+
+pub fn implemented(isa: Isa) -> bool {
+    match isa {
+        Isa::Scalar => true,
+        Isa::Avx2 => cfg!(target_arch = "x86_64"),
+        Isa::Neon => cfg!(target_arch = "aarch64"),
+    }
+}
+
+pub fn prepare(isa: Isa, w: &Q4Matrix) -> Result<Box<dyn Prepared>, KernelError> {
+    Ok(Box::new(PreparedW4A16::new(isa, w)))
+}
+
+/// Q4_1 weights in 16-column panels of groups.
+pub struct PreparedW4A16 {
+    isa: Isa,
+    n: usize,
+    k: usize,
+    /// Groups per panel: `ceil(k / 32)`.
+    gpp: usize,
+    groups: Vec<Group>,
+}
+
+impl PreparedW4A16 {
+    pub fn new(isa: Isa, w: &Q4Matrix) -> Self {
+        let (n, k) = (w.n, w.k);
+        let gpp = Q4Matrix::blocks_per_row(k);
+        let np = n.div_ceil(NR);
+        let mut groups = vec![Group::ZERO; np * gpp];
+        for j in 0..n {
+            let (p, i) = (j / NR, j % NR);
+            for (g, blk) in w.row(j).iter().enumerate() {
+                let grp = &mut groups[p * gpp + g];
+                grp.d[i] = blk.d;
+                grp.m[i] = blk.m;
+                let shift = if i < NR / 2 { 0 } else { 4 };
+                for kk in 0..QK {
+                    grp.qs[kk][i % (NR / 2)] |= blk.code(kk) << shift;
+                }
+            }
+        }
+        PreparedW4A16 { isa, n, k, gpp, groups }
+    }
+
+    pub(crate) fn panel(&self, p: usize) -> &[Group] {
+        &self.groups[p * self.gpp..(p + 1) * self.gpp]
+    }
+}
+
+impl Prepared for PreparedW4A16 {
+    fn variant(&self) -> Variant {
+        Variant::W4A16
+    }
+    fn isa(&self) -> Isa {
+        self.isa
+    }
+    fn n(&self) -> usize {
+        self.n
+    }
+    fn k(&self) -> usize {
+        self.k
+    }
+    fn col_align(&self) -> usize {
+        NR
+    }
+
+    fn gemm(&self, a: Act<'_>, cols: Range<usize>, out: &mut [f32]) {
+        let (m, nc) = (a.m(), cols.len());
+        assert_eq!(out.len(), m * nc);
+        // SAFETY: `out` is exactly the m x nc tile, exclusively borrowed.
+        self.gemm_into(a, cols, unsafe { OutTile::new(out.as_mut_ptr(), nc, m, nc) })
+    }
+
+    fn gemm_into(&self, a: Act<'_>, cols: Range<usize>, mut out: OutTile<'_>) {
+        let Act::F32 { x, m, k } = a else { unreachable!("w4a16 takes float activations") };
+        debug_assert_eq!(k, self.k);
+        debug_assert_eq!((out.m(), out.cols()), (m, cols.len()));
+        debug_assert_eq!(cols.start % NR, 0);
+        match self.isa {
+            Isa::Scalar => gemm_scalar(self, x, m, cols, &mut out),
+            // SAFETY: `Matmul` only builds an Avx2 matmul where `Isa::Avx2.is_available()`;
+            // `out` is an exclusive m x cols tile with stride `ld`.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { avx2::gemm(self, x, m, cols, out.as_mut_ptr(), out.ld()) },
+            // SAFETY: as above, for NEON.
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => unsafe { neon::gemm(self, x, m, cols, out.as_mut_ptr(), out.ld()) },
+            #[allow(unreachable_patterns)]
+            isa => unreachable!("w4a16 has no {isa} implementation in this build"),
+        }
+    }
+}
+
+/// The reference: per output, per Q4_1 block, a sequential f32 dot of `d * q + m` with `x`,
+/// the block sums added in order.
+fn gemm_scalar(w: &PreparedW4A16, x: &[f32], m: usize, cols: Range<usize>, out: &mut OutTile<'_>) {
+    let k = w.k;
+    for (jj, j) in cols.enumerate() {
+        let panel = w.panel(j / NR);
+        let i = j % NR;
+        for r in 0..m {
+            let xr = &x[r * k..(r + 1) * k];
+            let mut acc = 0f32;
+            for (g, grp) in panel.iter().enumerate() {
+                let (d, mn) = (grp.d[i].to_f32(), grp.m[i].to_f32());
+                let mut s = 0f32;
+                for (kk, &xv) in xr[g * QK..((g + 1) * QK).min(k)].iter().enumerate() {
+                    s += (d * grp.code(kk, i) as f32 + mn) * xv;
+                }
+                acc += s;
+            }
+            out.row(r)[jj] = acc;
+        }
+    }
+}
+
+/// Sum of `x` over each Q4_1 group (the `m` term of `d·q + m` multiplies it).
+fn group_sums(x: &[f32]) -> Vec<f32> {
+    x.chunks(QK).map(|c| c.iter().sum()).collect()
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{group_sums, PreparedW4A16, NR};
+    use crate::arch::x86_64::{self as arch, Panels};
+    use crate::formats::QK;
+    use std::arch::x86_64::*;
+    use std::ops::Range;
+
+    /// The 16 codes at one `k` as f32: columns 0..8 as `q`, columns 8..16 as `16·q` (the
+    /// high nibble left in place saves a shift; callers fold the 1/16 into the other factor,
+    /// which is exact: a power-of-two scale).
+    #[inline(always)]
+    unsafe fn codes(qs: &[u8; NR / 2]) -> (__m256, __m256) {
+        let q = _mm256_cvtepu8_epi32(_mm_loadl_epi64(qs.as_ptr() as *const __m128i));
+        let lo = _mm256_and_si256(q, _mm256_set1_epi32(0x0f));
+        let hi = _mm256_and_si256(q, _mm256_set1_epi32(0xf0));
+        (_mm256_cvtepi32_ps(lo), _mm256_cvtepi32_ps(hi))
+    }
+
+    /// A group's `d` or `m` for the 16 columns.
+    #[inline(always)]
+    unsafe fn halves(v: &[half::f16; NR]) -> (__m256, __m256) {
+        let p = v.as_ptr() as *const __m128i;
+        (_mm256_cvtph_ps(_mm_loadu_si128(p)), _mm256_cvtph_ps(_mm_loadu_si128(p.add(1))))
+    }
+
+    impl Panels for PreparedW4A16 {
+        #[inline(always)]
+        unsafe fn fill(&self, p: usize, k0: usize, k1: usize, dst: *mut f32) {
+            let panel = self.panel(p);
+            let mut kk = k0;
+            while kk < k1 {
+                let g = kk / QK;
+                let grp = &panel[g];
+                let ((d0, d1), (m0, m1)) = (halves(&grp.d), halves(&grp.m));
+                let d1 = _mm256_mul_ps(d1, _mm256_set1_ps(1.0 / 16.0));
+                let end = ((g + 1) * QK).min(k1);
+                for t in kk..end {
+                    let (lo, hi16) = codes(&grp.qs[t - g * QK]);
+                    let o = dst.add((t - k0) * NR);
+                    _mm256_store_ps(o, _mm256_fmadd_ps(lo, d0, m0));
+                    _mm256_store_ps(o.add(8), _mm256_fmadd_ps(hi16, d1, m1));
+                }
+                kk = end;
+            }
+        }
+    }
+
+    /// # Safety
+    /// AVX2, FMA and F16C are available; `out` is valid for the tile.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn gemm(w: &PreparedW4A16, x: &[f32], m: usize, cols: Range<usize>, out: *mut f32, ldc: usize) {
+        if m == 1 {
+            gemv(w, x, cols, out)
+        } else {
+            arch::gemm(w, x, m, w.k, cols, out, ldc)
+        }
+    }
+
+    /// One activation row, streaming the 4-bit panels: per group, `Σ q·x` for 16 columns in
+    /// 8 accumulators, then `y += d · Σ q·x + m · Σ x`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn gemv(w: &PreparedW4A16, x: &[f32], cols: Range<usize>, out: *mut f32) {
+        let k = w.k;
+        let xs = group_sums(x);
+        // Columns 8..16 arrive as 16·q: pair them with x / 16 (exact).
+        let x16: Vec<f32> = x.iter().map(|v| v * (1.0 / 16.0)).collect();
+        for p in cols.start / NR..cols.end.div_ceil(NR) {
+            let (mut y0, mut y1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            for (g, grp) in w.panel(p).iter().enumerate() {
+                let kg = (k - g * QK).min(QK);
+                let xg = x.as_ptr().add(g * QK);
+                let xg16 = x16.as_ptr().add(g * QK);
+                let mut acc = [_mm256_setzero_ps(); 8];
+                let mut t = 0;
+                while t + 4 <= kg {
+                    for u in 0..4 {
+                        let (lo, hi16) = codes(&grp.qs[t + u]);
+                        let xv = _mm256_broadcast_ss(&*xg.add(t + u));
+                        let xv16 = _mm256_broadcast_ss(&*xg16.add(t + u));
+                        acc[2 * u] = _mm256_fmadd_ps(lo, xv, acc[2 * u]);
+                        acc[2 * u + 1] = _mm256_fmadd_ps(hi16, xv16, acc[2 * u + 1]);
+                    }
+                    t += 4;
+                }
+                while t < kg {
+                    let (lo, hi16) = codes(&grp.qs[t]);
+                    let xv = _mm256_broadcast_ss(&*xg.add(t));
+                    let xv16 = _mm256_broadcast_ss(&*xg16.add(t));
+                    acc[0] = _mm256_fmadd_ps(lo, xv, acc[0]);
+                    acc[1] = _mm256_fmadd_ps(hi16, xv16, acc[1]);
+                    t += 1;
+                }
+                let s0 = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[4], acc[6]));
+                let s1 = _mm256_add_ps(_mm256_add_ps(acc[1], acc[3]), _mm256_add_ps(acc[5], acc[7]));
+                let ((d0, d1), (m0, m1)) = (halves(&grp.d), halves(&grp.m));
+                let xsum = _mm256_set1_ps(xs[g]);
+                y0 = _mm256_fmadd_ps(m0, xsum, _mm256_fmadd_ps(d0, s0, y0));
+                y1 = _mm256_fmadd_ps(m1, xsum, _mm256_fmadd_ps(d1, s1, y1));
+            }
+            let j0 = p * NR;
+            arch::store16(out.add(j0 - cols.start), y0, y1, (cols.end - j0).min(NR));
+        }
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use super::{group_sums, PreparedW4A16, NR};
+    use crate::arch::aarch64::{self as arch, Panels};
+    use crate::formats::QK;
+    use std::arch::aarch64::*;
+    use std::ops::Range;
+
+    /// The 16 codes at one `k` as f32 (columns 0..4, 4..8, 8..12, 12..16).
+    #[inline(always)]
+    unsafe fn codes(qs: &[u8; NR / 2]) -> [float32x4_t; 4] {
+        let v = vld1_u8(qs.as_ptr());
+        let lo = vmovl_u8(vand_u8(v, vdup_n_u8(0x0f)));
+        let hi = vmovl_u8(vshr_n_u8::<4>(v));
+        let f = |h: uint16x4_t| vcvtq_f32_u32(vmovl_u16(h));
+        [f(vget_low_u16(lo)), f(vget_high_u16(lo)), f(vget_low_u16(hi)), f(vget_high_u16(hi))]
+    }
+
+    /// A group's `d` or `m` for the 16 columns.
+    #[inline(always)]
+    unsafe fn halves(v: &[half::f16; NR]) -> [float32x4_t; 4] {
+        let p = v.as_ptr() as *const u16;
+        let (a, b) = arch::f16x8(p);
+        let (c, d) = arch::f16x8(p.add(8));
+        [a, b, c, d]
+    }
+
+    impl Panels for PreparedW4A16 {
+        #[inline(always)]
+        unsafe fn fill(&self, p: usize, k0: usize, k1: usize, dst: *mut f32) {
+            let panel = self.panel(p);
+            let mut kk = k0;
+            while kk < k1 {
+                let g = kk / QK;
+                let grp = &panel[g];
+                let (d, m) = (halves(&grp.d), halves(&grp.m));
+                let end = ((g + 1) * QK).min(k1);
+                for t in kk..end {
+                    let q = codes(&grp.qs[t - g * QK]);
+                    let o = dst.add((t - k0) * NR);
+                    for i in 0..4 {
+                        vst1q_f32(o.add(4 * i), vfmaq_f32(m[i], q[i], d[i]));
+                    }
+                }
+                kk = end;
+            }
+        }
+    }
+
+    /// # Safety
+    /// `out` is valid for the tile.
+    #[target_feature(enable = "neon")]
+    pub unsafe fn gemm(w: &PreparedW4A16, x: &[f32], m: usize, cols: Range<usize>, out: *mut f32, ldc: usize) {
+        if m == 1 {
+            gemv(w, x, cols, out)
+        } else {
+            arch::gemm(w, x, m, w.k, cols, out, ldc)
+        }
+    }
+
+    /// One activation row, streaming the 4-bit panels: per group `Σ q·x` for 16 columns in
+    /// two sets of accumulators, then `y += d · Σ q·x + m · Σ x`.
+    #[target_feature(enable = "neon")]
+    unsafe fn gemv(w: &PreparedW4A16, x: &[f32], cols: Range<usize>, out: *mut f32) {
+        let k = w.k;
+        let xs = group_sums(x);
+        for p in cols.start / NR..cols.end.div_ceil(NR) {
+            let mut y = [vdupq_n_f32(0.0); 4];
+            for (g, grp) in w.panel(p).iter().enumerate() {
+                let kg = (k - g * QK).min(QK);
+                let mut acc = [[vdupq_n_f32(0.0); 4]; 2];
+                for t in 0..kg {
+                    let q = codes(&grp.qs[t]);
+                    let xv = vdupq_n_f32(x[g * QK + t]);
+                    let a = &mut acc[t % 2];
+                    for i in 0..4 {
+                        a[i] = vfmaq_f32(a[i], q[i], xv);
+                    }
+                }
+                let (d, m) = (halves(&grp.d), halves(&grp.m));
+                let xsum = vdupq_n_f32(xs[g]);
+                for i in 0..4 {
+                    let s = vaddq_f32(acc[0][i], acc[1][i]);
+                    y[i] = vfmaq_f32(vfmaq_f32(y[i], d[i], s), m[i], xsum);
+                }
+            }
+            let j0 = p * NR;
+            arch::store16(out.add(j0 - cols.start), y, (cols.end - j0).min(NR));
+        }
+    }
+}

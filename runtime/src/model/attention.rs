@@ -1,0 +1,128 @@
+//! Causal grouped-query attention over one layer's KV cache. The three products a plan may
+//! quantize (Q·Kᵀ scores, softmax, P·V) are the methods of [`AttnOps`], so a plan swaps
+//! them (INT8 QK/PV, log2 4-bit softmax) without touching the loop.
+//!
+//! Work is split into (head, block of query rows) tasks over the rayon pool. Each output
+//! element is computed by exactly one task in a fixed order, so results do not depend on
+//! the thread count. The causal mask uses the cached tokens' original positions: a query
+//! at position p sees the cached tokens with position <= p (a prefix, positions ascend).
+
+use super::kv_cache::KvLayer;
+use super::simd;
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+/// The replaceable arithmetic of attention. All methods see one (head, query row).
+pub trait AttnOps: Sync {
+    /// `out[j] = scale * q · keys[j]` for the `out.len()` visible keys (`keys` row-major).
+    fn qk(&self, q: &[f32], keys: &[f32], scale: f32, out: &mut [f32]) {
+        simd::scores(q, keys, scale, out)
+    }
+    /// Scores to probabilities, in place.
+    fn softmax(&self, s: &mut [f32]) {
+        softmax(s)
+    }
+    /// `out = sum_j p[j] * values[j]`, overwriting `out`.
+    fn pv(&self, p: &[f32], values: &[f32], out: &mut [f32]) {
+        simd::weighted_sum(p, values, out)
+    }
+}
+
+/// Plain f32 attention.
+pub struct FloatAttn;
+impl AttnOps for FloatAttn {}
+
+/// Numerically stable softmax (max subtracted), deterministic order.
+pub fn softmax(s: &mut [f32]) {
+    if s.is_empty() {
+        return;
+    }
+    let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum = simd::exp_shifted_sum(s, max);
+    let inv = 1.0 / sum;
+    s.iter_mut().for_each(|v| *v *= inv);
+}
+
+/// Shapes of one attention call.
+#[derive(Clone, Copy, Debug)]
+pub struct AttnShape {
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+}
+
+/// Query rows per task: small enough to balance heads over threads, large enough that task
+/// overhead stays negligible.
+const ROW_BLOCK: usize = 16;
+
+thread_local! {
+    static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// `out` (`m x n_head*head_dim`) = attention of the `m` query rows `q` (same layout, already
+/// rotated) at positions `q_pos` over `cache`. When `sink` is given (`n_head x m`), it
+/// receives each row's probability on the first cached token (token-importance input for
+/// pruning).
+pub fn attend(
+    ops: &dyn AttnOps,
+    shape: AttnShape,
+    q: &[f32],
+    q_pos: &[u32],
+    cache: &KvLayer,
+    out: &mut [f32],
+    sink: Option<&mut [f32]>,
+) {
+    let AttnShape { n_head, n_head_kv, head_dim: hd } = shape;
+    let m = q_pos.len();
+    let qd = n_head * hd;
+    assert_eq!(q.len(), m * qd);
+    assert_eq!(out.len(), m * qd);
+    let group = n_head / n_head_kv;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let cached = cache.positions();
+    let out_p = SendPtr(out.as_mut_ptr());
+    let sink_p = sink.map(|s| {
+        assert_eq!(s.len(), n_head * m);
+        SendPtr(s.as_mut_ptr())
+    });
+    let blocks = m.div_ceil(ROW_BLOCK);
+    (0..n_head * blocks).into_par_iter().for_each(|task| {
+        let (h, b) = (task / blocks, task % blocks);
+        let kvh = h / group;
+        let (keys, values) = (cache.keys(kvh), cache.values(kvh));
+        SCORES.with(|sc| {
+            let mut sc = sc.borrow_mut();
+            for r in b * ROW_BLOCK..((b + 1) * ROW_BLOCK).min(m) {
+                let n_keys = cached.partition_point(|&p| p <= q_pos[r]);
+                if sc.len() < n_keys {
+                    sc.resize(n_keys, 0.0);
+                }
+                let s = &mut sc[..n_keys];
+                let qr = &q[r * qd + h * hd..r * qd + (h + 1) * hd];
+                // SAFETY: (row r, head h) is written by this task only; in bounds by the asserts.
+                let o = unsafe { std::slice::from_raw_parts_mut(out_p.get().add(r * qd + h * hd), hd) };
+                if n_keys == 0 {
+                    o.iter_mut().for_each(|v| *v = 0.0);
+                    continue;
+                }
+                ops.qk(qr, &keys[..n_keys * hd], scale, s);
+                ops.softmax(s);
+                if let Some(sp) = sink_p {
+                    // SAFETY: element (h, r) belongs to this task.
+                    unsafe { *sp.get().add(h * m + r) = s[0] };
+                }
+                ops.pv(s, &values[..n_keys * hd], o);
+            }
+        });
+    });
+}

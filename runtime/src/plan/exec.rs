@@ -1,0 +1,377 @@
+//! Executing a plan in the forward pass, through the model's hook points
+//! (`model::Hooks`): per-site activation quantizers and kernels (folded weights for the
+//! static scheme, a second INT4 kernel for low-importance rows), INT8 / log2 attention,
+//! and token pruning in prefill.
+//!
+//! Timing of decisions: a layer's importance is known after its attention; the prune hook
+//! then drops rows (before RMSNorm2/MLP) and grows the low-bit set. That set applies to this
+//! layer's `gate_up`/`down` and, because `o` runs before the hook, to the next layer's `o`.
+
+use super::{Plan, Positions, Scheme, Site, SitePlan, VariantChoice, WeightFormat};
+use crate::calibrate::CalibStats;
+use crate::gguf::{GgmlType, TensorSource};
+use crate::model::{attention, simd, AttnOps, FloatAttn, Hooks, Linear, Model, SiteCall};
+use crate::prune::PruneState;
+use crate::quant::attn::{self as qattn, I8Rows};
+use crate::quant::softmax;
+use crate::quant::trip;
+use crate::quant::{ActQuantizer, MixedRows};
+use kernels::{best_isa, Matmul, Q4Matrix, Variant, QK};
+use std::cell::RefCell;
+use std::path::Path;
+use std::sync::Mutex;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("{plan}: {msg}")]
+    Plan { plan: String, msg: String },
+    #[error(transparent)]
+    Gguf(#[from] crate::gguf::GgufError),
+    #[error(transparent)]
+    Calib(#[from] crate::calibrate::CalibError),
+    #[error("{file}: tensor `{tensor}`: {source}")]
+    Kernel { file: String, tensor: String, source: kernels::KernelError },
+}
+
+/// Which rows of a fresh prefill may be pruned.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Prunable {
+    /// Every prompt token (generation).
+    All,
+    /// Only the first `n / 2` rows of an `n`-token batch: the perplexity protocol, where the
+    /// scored second half is never pruned (method.md §6).
+    FirstHalf,
+}
+
+/// INT8 Q·Kᵀ / P·V and log2 probabilities, simulated exactly: codes and scales are what an
+/// integer kernel would use, the sums are done here in i32 (QK) or f32 (PV).
+///
+/// Probabilities are log2-quantized inside `pv`, not in `softmax`, so the pruning hook
+/// reads each row's float probability on the first token (the importance signal) while P·V
+/// sees the 4-bit values.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QuantAttn {
+    pub qk8: bool,
+    pub pv8: bool,
+    pub log2: bool,
+}
+
+thread_local! {
+    static KEYS: RefCell<(I8Rows, I8Rows)> = RefCell::new((I8Rows::new(1), I8Rows::new(1)));
+    static CODES: RefCell<(Vec<u8>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+impl AttnOps for QuantAttn {
+    fn qk(&self, q: &[f32], keys: &[f32], scale: f32, out: &mut [f32]) {
+        if !self.qk8 {
+            return simd::scores(q, keys, scale, out);
+        }
+        let hd = q.len();
+        KEYS.with(|c| {
+            let (qr, kr) = &mut *c.borrow_mut();
+            *qr = I8Rows::new(hd);
+            qr.push(q);
+            *kr = I8Rows::new(hd);
+            kr.push(&keys[..out.len() * hd]);
+            qattn::qk_scores(qr.row(0), qr.scales[0], kr, scale, out);
+        })
+    }
+
+    fn softmax(&self, s: &mut [f32]) {
+        attention::softmax(s)
+    }
+
+    fn pv(&self, p: &[f32], values: &[f32], out: &mut [f32]) {
+        let hd = out.len();
+        CODES.with(|c| {
+            let (codes, pq) = &mut *c.borrow_mut();
+            if self.pv8 {
+                let v = I8Rows::from_f32(&values[..p.len() * hd], hd);
+                if self.log2 {
+                    softmax::log2_codes(p, codes);
+                    qattn::pv_log2(codes, &v, out);
+                } else {
+                    qattn::pv(p, &v, out);
+                }
+            } else if self.log2 {
+                pq.clear();
+                pq.extend_from_slice(p);
+                softmax::fake_quantize_log2(pq);
+                simd::weighted_sum(pq, values, out);
+            } else {
+                simd::weighted_sum(p, values, out);
+            }
+        })
+    }
+}
+
+/// One linear site as the plan runs it.
+struct SiteExec {
+    quant: ActQuantizer,
+    /// `None`: the model's own matmul already is the planned kernel.
+    mm: Option<Matmul>,
+    /// INT4 kernel for low-importance rows (o/gate_up/down with `low_bit > 0`).
+    low: Option<Matmul>,
+}
+
+/// `model::Hooks` for a plan.
+pub struct PlanHooks {
+    plan: Plan,
+    prunable: Prunable,
+    /// `[layer][qkv, o, gate_up, down]`.
+    sites: Vec<Vec<SiteExec>>,
+    lm_head: SiteExec,
+    attn: Vec<QuantAttn>,
+    state: Mutex<Option<PruneState>>,
+}
+
+fn slot(s: Site) -> usize {
+    match s {
+        Site::Qkv => 0,
+        Site::O => 1,
+        Site::GateUp => 2,
+        Site::Down => 3,
+        _ => unreachable!("not a layer linear site"),
+    }
+}
+
+/// GGUF tensor names stacked into each site (as the llama loader fuses them).
+fn tensor_names(layer: Option<usize>, s: Site, tied: bool) -> Vec<String> {
+    let b = |n: &str| format!("blk.{}.{n}.weight", layer.unwrap_or(0));
+    match s {
+        Site::Qkv => vec![b("attn_q"), b("attn_k"), b("attn_v")],
+        Site::O => vec![b("attn_output")],
+        Site::GateUp => vec![b("ffn_gate"), b("ffn_up")],
+        Site::Down => vec![b("ffn_down")],
+        Site::LmHead => vec![if tied { "token_embd.weight".into() } else { "output.weight".into() }],
+        _ => unreachable!(),
+    }
+}
+
+/// The site's weights as 4-bit blocks: the file's Q4_1 blocks as stored, other types
+/// round-to-nearest quantized.
+fn load_q4(src: &dyn TensorSource, names: &[String]) -> Result<Q4Matrix, ExecError> {
+    let tensors = names.iter().map(|n| src.tensor(n)).collect::<Result<Vec<_>, _>>()?;
+    let k = tensors[0].dims[0] as usize;
+    let mut n = 0;
+    for t in &tensors {
+        n += t.matrix_shape()?.1;
+    }
+    let kerr = |e| ExecError::Kernel { file: src.source_path().display().to_string(), tensor: names[0].clone(), source: e };
+    if tensors.iter().all(|t| t.ty == GgmlType::Q4_1) && k % QK == 0 {
+        let mut blocks = Vec::with_capacity(n * k / QK);
+        for t in &tensors {
+            blocks.extend_from_slice(t.q4_1_slice()?);
+        }
+        Q4Matrix::from_blocks(n, k, blocks).map_err(kerr)
+    } else {
+        let mut w = Vec::with_capacity(n * k);
+        for t in &tensors {
+            w.extend(t.to_f32()?);
+        }
+        Ok(Q4Matrix::quantize(n, k, &w))
+    }
+}
+
+impl PlanHooks {
+    /// Prepares every site of `plan` for `model` (loaded from `src` with the plan's weight
+    /// format). `calib` (with its file name for errors) is required when a site uses the
+    /// static per-tensor scheme.
+    pub fn build(
+        model: &Model,
+        src: &dyn TensorSource,
+        plan: &Plan,
+        plan_name: &str,
+        calib: Option<(&CalibStats, &Path)>,
+        prunable: Prunable,
+    ) -> Result<PlanHooks, ExecError> {
+        let err = |msg: String| ExecError::Plan { plan: plan_name.into(), msg };
+        let cfg = &model.config;
+        if plan.n_layer() != cfg.n_layer {
+            return Err(err(format!("plan has {} layers, the model {}", plan.n_layer(), cfg.n_layer)));
+        }
+        if plan.weights != model.weights {
+            return Err(err(format!("plan wants {:?} weights, the model was loaded with {:?}", plan.weights, model.weights)));
+        }
+        if plan.positions == Positions::Renumber {
+            return Err(err("positions = \"renumber\" is not supported by this runtime yet; use \"keep\"".into()));
+        }
+        if plan.needs_calibration() && calib.is_none() {
+            return Err(err("the plan uses the static per-tensor scheme; give calibration statistics (agq calibrate)".into()));
+        }
+        if let Some((c, path)) = calib {
+            if c.layers.len() != cfg.n_layer {
+                return Err(err(format!("{}: statistics for {} layers, the model has {}", path.display(), c.layers.len(), cfg.n_layer)));
+            }
+        }
+        let native = if model.weights == WeightFormat::F16 { Variant::F16 } else { Variant::W4A16 };
+        let build_site = |layer: Option<usize>, s: Site, sp: &SitePlan, lin: &Linear, low_bit: Option<Variant>| {
+            let variant = sp.resolve_variant(plan.weights);
+            let quant = match (sp.bits, sp.scheme) {
+                (16, _) => ActQuantizer::Float,
+                (b, Scheme::Token) => ActQuantizer::PerToken { bits: b },
+                (b, Scheme::Tensor) => {
+                    let (c, path) = calib.expect("checked above");
+                    let st = c.site(path, layer.unwrap_or(0), s)?;
+                    let cf = st.factors(b).expect("bits 8 or 4").clone();
+                    if cf.k() != lin.k() {
+                        return Err(err(format!("{}: {s} has k = {}, the model {}", path.display(), cf.k(), lin.k())));
+                    }
+                    ActQuantizer::PerTensor(cf)
+                }
+            };
+            let needs_own = variant != native || quant.factors().is_some() || low_bit.is_some();
+            let (mm, low) = if needs_own {
+                let names = tensor_names(layer, s, cfg.tied_embeddings);
+                let q4 = load_q4(src, &names)?;
+                let w = match quant.factors() {
+                    Some(f) => trip::fold_into_weights(&q4, Some(f)),
+                    None => q4,
+                };
+                let kerr = |e| ExecError::Kernel { file: src.source_path().display().to_string(), tensor: names[0].clone(), source: e };
+                let mm = if variant == native && quant.factors().is_none() {
+                    None
+                } else {
+                    Some(Matmul::new_q4(variant, best_isa(variant), &w).map_err(kerr)?)
+                };
+                let low = match low_bit {
+                    Some(v) => Some(Matmul::new_q4(v, best_isa(v), &w).map_err(kerr)?),
+                    None => None,
+                };
+                (mm, low)
+            } else {
+                (None, None)
+            };
+            Ok::<SiteExec, ExecError>(SiteExec { quant, mm, low })
+        };
+
+        let mut sites = Vec::with_capacity(cfg.n_layer);
+        let mut attn = Vec::with_capacity(cfg.n_layer);
+        for (l, (lp, blk)) in plan.layers.iter().zip(&model.blocks).enumerate() {
+            let low_sites = if lp.low_bit > 0.0 { lp.low_bit_sites() } else { Vec::new() };
+            let low_variant = match lp.low_bit_variant {
+                VariantChoice::Fixed(v) => v,
+                VariantChoice::Auto => super::auto_variant(4, plan.weights),
+            };
+            let mut row = Vec::with_capacity(4);
+            for (s, lin) in [(Site::Qkv, &blk.qkv), (Site::O, &blk.o), (Site::GateUp, &blk.gate_up), (Site::Down, &blk.down)] {
+                let low = low_sites.contains(&s).then_some(low_variant);
+                row.push(build_site(Some(l), s, lp.site(s), lin, low)?);
+            }
+            sites.push(row);
+            attn.push(QuantAttn {
+                qk8: lp.qk.bits == 8,
+                pv8: lp.pv.bits == 8,
+                log2: lp.softmax == super::SoftmaxMode::Log2x4,
+            });
+        }
+        // The model keeps its LM head in f16; a float LM head plan uses it as is.
+        let lm_head = if plan.lm_head.is_float() && plan.lm_head.variant == VariantChoice::Auto {
+            SiteExec { quant: ActQuantizer::Float, mm: None, low: None }
+        } else {
+            build_site(None, Site::LmHead, &plan.lm_head, &model.lm_head, None)?
+        };
+        Ok(PlanHooks { plan: plan.clone(), prunable, sites, lm_head, attn, state: Mutex::new(None) })
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Starts bookkeeping for a forward call whose layer-0 rows are `rows` at `positions`:
+    /// pruning and low-bit tokens only happen in a fresh prefill (first position 0, more
+    /// than one token); decode steps and continuations never prune.
+    fn begin(&self, rows: &[usize], positions: &[u32]) {
+        let mut st = self.state.lock().unwrap();
+        let active = self.plan.layers.iter().any(|l| l.prune > 0.0 || l.low_bit > 0.0);
+        *st = if active && rows.len() > 1 && positions.first() == Some(&0) {
+            let n = rows.len();
+            let range = match self.prunable {
+                Prunable::All => 0..n,
+                Prunable::FirstHalf => 0..n / 2,
+            };
+            Some(PruneState::new(n, range))
+        } else {
+            None
+        };
+    }
+
+    /// Low-bit flags for `rows` (original batch indices), if any row is low-bit.
+    fn low_rows(&self, rows: &[usize]) -> Option<Vec<bool>> {
+        let st = self.state.lock().unwrap();
+        let st = st.as_ref()?;
+        if !st.low_bit().iter().any(|&b| b) {
+            return None;
+        }
+        // Rows are a subsequence of the state's kept rows, both ascending.
+        let (kept, low) = (st.kept(), st.low_bit());
+        let mut i = 0;
+        let flags = rows
+            .iter()
+            .map(|&r| {
+                while i < kept.len() && kept[i] < r {
+                    i += 1;
+                }
+                i < kept.len() && kept[i] == r && low[i]
+            })
+            .collect();
+        Some(flags)
+    }
+
+    fn run_site(&self, e: &SiteExec, call: SiteCall<'_>, lin: &Linear, x: &[f32], y: &mut [f32]) {
+        let mm = e.mm.as_ref().unwrap_or(&lin.mm);
+        let m = x.len() / mm.k().max(1);
+        if let (Some(low_mm), Some(flags)) = (&e.low, e.low.as_ref().and_then(|_| self.low_rows(call.rows))) {
+            let mixed = MixedRows::quantize(&e.quant, x, m, mm.k(), &flags);
+            mixed.run(mm, low_mm, x, y);
+        } else {
+            e.quant.matmul(mm, x, m, y);
+        }
+        lin.add_bias(y);
+    }
+}
+
+impl Hooks for PlanHooks {
+    fn linear(&self, call: SiteCall<'_>, lin: &Linear, x: &[f32], y: &mut [f32]) {
+        match call.layer {
+            None => self.run_site(&self.lm_head, call, lin, x, y),
+            Some(l) => {
+                if l == 0 && call.site == Site::Qkv {
+                    self.begin(call.rows, call.positions);
+                }
+                self.run_site(&self.sites[l][slot(call.site)], call, lin, x, y)
+            }
+        }
+    }
+
+    fn attn_ops(&self, layer: usize) -> &dyn AttnOps {
+        let a = &self.attn[layer];
+        if a.qk8 || a.pv8 || a.log2 {
+            a
+        } else {
+            &FloatAttn
+        }
+    }
+
+    fn wants_sink(&self, layer: usize) -> bool {
+        let l = &self.plan.layers[layer];
+        (l.prune > 0.0 || l.low_bit > 0.0) && self.state.lock().unwrap().is_some()
+    }
+
+    fn prune(&self, layer: usize, rows: &[usize], _positions: &[u32], sink: &[f32]) -> Option<Vec<usize>> {
+        let lp = &self.plan.layers[layer];
+        if (lp.prune == 0.0 && lp.low_bit == 0.0) || sink.is_empty() {
+            return None;
+        }
+        let mut guard = self.state.lock().unwrap();
+        let st = guard.as_mut()?;
+        assert_eq!(st.kept(), rows, "pruning bookkeeping out of step with the forward pass");
+        let m = rows.len();
+        let n_head = sink.len() / m.max(1);
+        // sink is [head][row]: importance = sum over heads (prune::importance with one key).
+        let imp = crate::prune::importance(sink, n_head, m, 1);
+        let sel = st.select(&imp, lp.prune, lp.low_bit);
+        st.apply(&sel);
+        (!sel.drop.is_empty()).then_some(sel.keep)
+    }
+}
