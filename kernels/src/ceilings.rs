@@ -2,8 +2,10 @@
 //! a kernel's speed can be read as a share of the possible rather than as a bare number.
 //!
 //! - f32 FMA peak (GFLOP/s): independent FMA chains, enough to cover latency x pipes.
-//! - INT8 multiply-add peak (GOP/s, one MAC = 2 ops): the chain the integer kernels use
-//!   (AVX2 `vpmaddubsw` + `vpmaddwd` + `vpaddd`; NEON `sdot`, or `smull` + `sadalp`).
+//! - INT8 multiply-add peak (GOP/s, one MAC = 2 ops): the 8-bit multiply the integer
+//!   kernels are built on, at full throughput (AVX2 `vpmaddubsw`; NEON `sdot`, or `smull` +
+//!   `sadalp` without dotprod). Kernels also spend instructions widening and adding, so
+//!   this bounds them from above.
 //! - Memory read bandwidth (GB/s): wide loads streamed over a buffer larger than the caches.
 //!
 //! Each ceiling runs on `threads` OS threads at once (started together at a barrier) and
@@ -11,6 +13,8 @@
 
 use crate::registry::Isa;
 use std::hint::black_box;
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Barrier;
 use std::time::Instant;
 
@@ -21,20 +25,24 @@ pub struct CeilingOptions {
     pub reps: usize,
     /// Target duration of one compute repetition, seconds.
     pub sample_secs: f64,
-    /// Bytes streamed by the bandwidth test; should be several times the last-level cache.
+    /// Size of the bandwidth test's buffer; should be several times the last-level cache.
     pub mem_bytes: usize,
+    /// Bytes read per bandwidth sample: successive samples read successive windows of the
+    /// buffer, so a window is never still in cache, and a sample stays short enough (a few
+    /// ms) to usually run without being preempted on a shared machine.
+    pub mem_window_bytes: usize,
 }
 
 impl Default for CeilingOptions {
     fn default() -> Self {
-        CeilingOptions { reps: 7, sample_secs: 0.02, mem_bytes: 256 << 20 }
+        CeilingOptions { reps: 7, sample_secs: 0.005, mem_bytes: 256 << 20, mem_window_bytes: 32 << 20 }
     }
 }
 
 impl CeilingOptions {
     /// Fewer, shorter repetitions (for smoke runs).
     pub fn quick() -> Self {
-        CeilingOptions { reps: 5, sample_secs: 0.01, ..Self::default() }
+        CeilingOptions { reps: 5, sample_secs: 0.002, ..Self::default() }
     }
 }
 
@@ -92,7 +100,7 @@ pub fn measure(thread_counts: &[usize], opts: &CeilingOptions) -> Vec<Ceilings> 
             isa,
             f32_fma_gflops: f32_fma_peak(t, isa, opts),
             int8_gops: int8_peak(t, isa, opts),
-            mem_read_gbs: mem_read_bandwidth(t, &buf, opts.reps),
+            mem_read_gbs: mem_read_bandwidth(t, &buf, opts.mem_window_bytes, opts.reps),
         })
         .collect()
 }
@@ -107,10 +115,10 @@ pub fn int8_peak(threads: usize, isa: Isa, opts: &CeilingOptions) -> Measured {
     Probe::int8(threads, isa, opts.sample_secs).measure(opts.reps)
 }
 
-/// Read bandwidth in GB/s (1e9 bytes): each thread streams its share of `buf` once per
-/// repetition.
-pub fn mem_read_bandwidth(threads: usize, buf: &ReadBuffer, reps: usize) -> Measured {
-    Probe::mem_read(threads, buf).measure(reps)
+/// Read bandwidth in GB/s (1e9 bytes): each repetition, the threads stream their shares of
+/// the next `window_bytes` of `buf`.
+pub fn mem_read_bandwidth(threads: usize, buf: &ReadBuffer, window_bytes: usize, reps: usize) -> Measured {
+    Probe::mem_read(threads, buf, window_bytes).measure(reps)
 }
 
 /// Which ceiling a probe measures.
@@ -146,6 +154,9 @@ pub struct Probe<'a> {
     isa: Isa,
     iters: u64,
     buf: Option<&'a ReadBuffer>,
+    /// Words per bandwidth sample, and the index of the next window to read.
+    window: usize,
+    next_window: AtomicUsize,
 }
 
 impl Probe<'static> {
@@ -154,24 +165,43 @@ impl Probe<'static> {
     pub fn f32_fma(threads: usize, isa: Isa, sample_secs: f64) -> Self {
         let isa = if isa.is_available() { isa } else { Isa::Scalar };
         let iters = calibrate(sample_secs, |n| fma_loop(isa, n));
-        Probe { ceiling: Ceiling::F32Fma, threads: threads.max(1), isa, iters, buf: None }
+        Probe { ceiling: Ceiling::F32Fma, threads: threads.max(1), isa, iters, buf: None, window: 0, next_window: AtomicUsize::new(0) }
     }
 
     /// Calibrated so one sample lasts about `sample_secs`.
     pub fn int8(threads: usize, isa: Isa, sample_secs: f64) -> Self {
         let isa = if isa.is_available() { isa } else { Isa::Scalar };
         let iters = calibrate(sample_secs, |n| int8_loop(isa, n));
-        Probe { ceiling: Ceiling::Int8, threads: threads.max(1), isa, iters, buf: None }
+        Probe { ceiling: Ceiling::Int8, threads: threads.max(1), isa, iters, buf: None, window: 0, next_window: AtomicUsize::new(0) }
     }
 }
 
 impl<'a> Probe<'a> {
-    /// One sample streams all of `buf`. An untimed pass first brings the TLB and page tables
-    /// to a steady state.
-    pub fn mem_read(threads: usize, buf: &'a ReadBuffer) -> Self {
-        let p = Probe { ceiling: Ceiling::MemRead, threads: threads.max(1), isa: Isa::best(), iters: 1, buf: Some(buf) };
-        p.sample();
+    /// One sample streams the next `window_bytes` of `buf` (all of it if smaller). An
+    /// untimed pass over the whole buffer first brings the TLB and page tables to a steady
+    /// state.
+    pub fn mem_read(threads: usize, buf: &'a ReadBuffer, window_bytes: usize) -> Self {
+        let window = (window_bytes / 8).clamp(1, buf.words.len());
+        let p = Probe {
+            ceiling: Ceiling::MemRead,
+            threads: threads.max(1),
+            isa: Isa::best(),
+            iters: 1,
+            buf: Some(buf),
+            window,
+            next_window: AtomicUsize::new(0),
+        };
+        parallel(p.threads, |i| p.read_share(0..buf.words.len(), i));
         p
+    }
+
+    /// Thread `i`'s share of `range` of the buffer, summed; returns the bytes read.
+    fn read_share(&self, range: Range<usize>, i: usize) -> f64 {
+        let words = &self.buf.expect("mem-read probes have a buffer").words[range];
+        let chunk = words.len().div_ceil(self.threads);
+        let part = &words[(i * chunk).min(words.len())..((i + 1) * chunk).min(words.len())];
+        black_box(sum_words(part));
+        (part.len() * 8) as f64
     }
 
     pub fn ceiling(&self) -> Ceiling {
@@ -190,13 +220,10 @@ impl<'a> Probe<'a> {
             (Ceiling::F32Fma, _) => parallel(self.threads, |_| fma_loop(self.isa, self.iters)),
             (Ceiling::Int8, _) => parallel(self.threads, |_| int8_loop(self.isa, self.iters)),
             (Ceiling::MemRead, Some(buf)) => {
-                let chunk = buf.words.len().div_ceil(self.threads);
-                parallel(self.threads, |i| {
-                    let start = (i * chunk).min(buf.words.len());
-                    let part = &buf.words[start..((i + 1) * chunk).min(buf.words.len())];
-                    black_box(sum_words(part));
-                    (part.len() * 8) as f64
-                })
+                let windows = (buf.words.len() / self.window).max(1);
+                let w = self.next_window.fetch_add(1, Ordering::Relaxed) % windows;
+                let range = w * self.window..((w + 1) * self.window).min(buf.words.len());
+                parallel(self.threads, |i| self.read_share(range.clone(), i))
             }
             (Ceiling::MemRead, None) => unreachable!("mem-read probes are built with a buffer"),
         };
@@ -406,31 +433,28 @@ mod x86 {
         _mm_cvtss_f32(_mm256_castps256_ps128(s))
     }
 
-    /// 6 chains x 32 byte pairs x 2 ops. Each chain's activation register changes every
-    /// iteration (`vpaddb`) so the multiply cannot be hoisted out of the loop.
-    const INT8_CHAINS: usize = 6;
+    /// The multiply alone: each `vpmaddubsw` (32 u8 x i8 products, summed in pairs) feeds
+    /// the next one in its chain, so nothing but the multiply occupies the vector ports.
+    /// Real kernels also widen (`vpmaddwd`) and add, so they stay below this. 12 chains
+    /// cover its latency (5) x 2 ports.
+    const INT8_CHAINS: usize = 12;
     pub const INT8_OPS_PER_ITER: f64 = (INT8_CHAINS * 32 * 2) as f64;
 
     #[target_feature(enable = "avx2")]
     pub unsafe fn int8(iters: u64) -> i32 {
-        let step = _mm256_set1_epi8(1);
         let w = _mm256_set1_epi8(3);
-        let ones = _mm256_set1_epi16(1);
         let mut x = [_mm256_setzero_si256(); INT8_CHAINS];
         for (i, v) in x.iter_mut().enumerate() {
             *v = _mm256_set1_epi8(i as i8 + 1);
         }
-        let mut acc = [_mm256_setzero_si256(); INT8_CHAINS];
         for _ in 0..iters {
-            for (a, v) in acc.iter_mut().zip(x.iter_mut()) {
-                *v = _mm256_add_epi8(*v, step);
-                let p = _mm256_maddubs_epi16(*v, w);
-                *a = _mm256_add_epi32(*a, _mm256_madd_epi16(p, ones));
+            for v in x.iter_mut() {
+                *v = _mm256_maddubs_epi16(*v, w);
             }
         }
         let mut s = _mm256_setzero_si256();
-        for a in acc {
-            s = _mm256_add_epi32(s, a);
+        for v in x {
+            s = _mm256_add_epi32(s, v);
         }
         _mm256_extract_epi32::<0>(s)
     }
@@ -532,7 +556,7 @@ mod tests {
 
     #[test]
     fn ceilings_are_positive_and_finite() {
-        let opts = CeilingOptions { reps: 3, sample_secs: 0.002, mem_bytes: 16 << 20 };
+        let opts = CeilingOptions { reps: 3, sample_secs: 0.002, mem_bytes: 16 << 20, mem_window_bytes: 4 << 20 };
         for c in measure(&[1, 2], &opts) {
             sane(&c.f32_fma_gflops, 3);
             sane(&c.int8_gops, 3);
@@ -542,7 +566,7 @@ mod tests {
 
     #[test]
     fn scalar_loops_run_everywhere() {
-        let opts = CeilingOptions { reps: 2, sample_secs: 0.002, mem_bytes: 1 << 20 };
+        let opts = CeilingOptions { reps: 2, sample_secs: 0.002, mem_bytes: 1 << 20, mem_window_bytes: 1 << 20 };
         sane(&f32_fma_peak(1, Isa::Scalar, &opts), 2);
         sane(&int8_peak(1, Isa::Scalar, &opts), 2);
     }

@@ -92,6 +92,12 @@ macro_rules! w4a4_tests {
                 }
             });
 
+            per_isa!(zero_k_gives_zeros, $variant, |isa| {
+                let w = Q4Matrix::from_blocks(40, 0, vec![]).unwrap();
+                let a = QuantizedActivations { m: 3, k: 0, bits: 4, q: vec![], scales: vec![1.0; 3] };
+                assert!(matmul($variant, isa, &w, &a).iter().all(|&v| v == 0.0));
+            });
+
             per_isa!(agrees_with_w4a8_path, $variant, |isa| {
                 // Same codes through the W4A8 kernel (which accepts any i8): identical when exact.
                 let s = shape().prop_flat_map(|(m, n, k)| (exact_matrix(n, k), exact_acts(m, k)));

@@ -17,6 +17,8 @@ pub enum GenerateError {
     TooLong { prompt: usize, n: usize, ctx: usize },
     #[error("invalid sampling option: {0}")]
     BadSampling(String),
+    #[error("the plan pruned the last prompt token, whose logits generation needs")]
+    LastTokenPruned,
 }
 
 /// How the next token is chosen.
@@ -209,7 +211,14 @@ pub fn generate(
         stopped_at_eos: false,
     };
     let t0 = Instant::now();
-    let mut next = if n > 0 { sampler.sample(model.forward(prompt, &mut cache, &mut st, Logits::Last, hooks)?) } else { 0 };
+    let mut next = 0;
+    if n > 0 {
+        let logits = model.forward(prompt, &mut cache, &mut st, Logits::Last, hooks)?;
+        if logits.is_empty() {
+            return Err(GenerateError::LastTokenPruned);
+        }
+        next = sampler.sample(logits);
+    }
     stats.prefill_seconds = t0.elapsed().as_secs_f64();
     if st.profile.enabled() {
         eprint!("prefill {}", st.profile.report());

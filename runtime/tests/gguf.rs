@@ -268,6 +268,10 @@ fn round_trip_tensors_of_each_type() {
         .collect();
     assert_eq!(blocks, want);
     assert_eq!(q4.q4_1_slice().unwrap(), &want[..]);
+    assert!(matches!(
+        q4.q4_1_cow().unwrap(),
+        std::borrow::Cow::Borrowed(_)
+    ));
     let mut expect = vec![];
     for b in &want {
         let mut out = [0f32; 32];
@@ -293,6 +297,33 @@ fn round_trip_tensors_of_each_type() {
         msg.contains(&p.display().to_string()) && msg.contains("missing"),
         "{msg}"
     );
+}
+
+#[test]
+fn odd_alignment_falls_back_to_copied_blocks() {
+    // Alignment 1 and a 1- or 2-byte tensor first: one of the two puts the Q4_1 data at an
+    // odd address, where in-place access is refused and the Cow copies.
+    let vals: Vec<f32> = (0..32).map(|i| i as f32 / 7.0).collect();
+    let want = vec![BlockQ4_1::quantize(vals.as_slice().try_into().unwrap())];
+    let mut saw_odd = false;
+    for pad in 1..=2u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("odd.gguf");
+        let mut w = GgufWriter::new().alignment(1);
+        w.add_raw("pad", GgmlType::I8, &[pad], vec![7; pad as usize])
+            .add_q4_1("q", &[32], &vals);
+        w.write(&p).unwrap();
+        let g = Gguf::open(&p).unwrap();
+        let t = g.tensor("q").unwrap();
+        assert_eq!(t.q4_1_blocks().unwrap(), want);
+        assert_eq!(&*t.q4_1_cow().unwrap(), &want[..]);
+        if (t.data.as_ptr() as usize) % 2 == 1 {
+            saw_odd = true;
+            assert!(t.q4_1_slice().is_err());
+            assert!(matches!(t.q4_1_cow().unwrap(), std::borrow::Cow::Owned(_)));
+        }
+    }
+    assert!(saw_odd);
 }
 
 #[test]
@@ -382,7 +413,15 @@ fn malformed_metadata_is_an_error() {
     r.extend_from_slice(&9u32.to_le_bytes());
     r.extend_from_slice(&6u32.to_le_bytes());
     r.extend_from_slice(&(u64::MAX / 2).to_le_bytes());
-    assert!(open_err(&header(3, 0, 1, &r)).contains("array count"));
+    assert!(open_err(&header(3, 0, 1, &r)).contains("exceeds the limit"));
+    // Array count within the limit but beyond the bytes left.
+    let mut r = vec![];
+    s(&mut r, "arr");
+    r.extend_from_slice(&9u32.to_le_bytes());
+    r.extend_from_slice(&6u32.to_le_bytes());
+    r.extend_from_slice(&1000u64.to_le_bytes());
+    r.extend_from_slice(&[0; 100]);
+    assert!(open_err(&header(3, 0, 1, &r)).contains("array count 1000"));
     // Arrays nested absurdly deep (would exhaust the stack if followed).
     let mut r = vec![];
     s(&mut r, "deep");

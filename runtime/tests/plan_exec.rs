@@ -7,7 +7,7 @@ use runtime::gguf::synthetic::{tiny_config, tiny_llama};
 use runtime::gguf::{GgmlType, Gguf};
 use runtime::model::{llama, FloatHooks, Hooks, KvCache, LoadOptions, Logits, Model, State};
 use runtime::plan::exec::{PlanHooks, Prunable};
-use runtime::plan::{presets, Plan, Site, SoftmaxMode, WeightFormat};
+use runtime::plan::{presets, Plan, SoftmaxMode, WeightFormat};
 use runtime::prune::PruneState;
 use runtime::quant::softmax;
 
@@ -313,5 +313,25 @@ fn corrupt_calibration_files_are_rejected() {
     assert!(e.contains("c.json") && e.contains("layer 1 o"), "{e}");
     std::fs::write(&path, "{").unwrap();
     assert!(CalibStats::read(&path).unwrap_err().to_string().contains("c.json"));
-    let _ = Site::Qkv;
+}
+
+#[test]
+fn paper_protocol_scores_only_survivors() {
+    let f = fixture(4);
+    let toks = tokens(64, 320);
+    let dense = presets::preset("w4a8", 4).unwrap();
+    let h = hooks(&f, &dense, Prunable::All);
+    let a = runtime::eval::perplexity(&f.model, &toks, 16, None, &h, |_, _, _| {}).unwrap();
+    let b = runtime::plan::exec::paper_perplexity(&f.model, &toks, 16, None, &h, |_, _, _| {}).unwrap();
+    assert_eq!((a.ppl, a.tokens_scored), (b.ppl, b.tokens_scored), "without pruning both protocols agree");
+    let mut plan = presets::preset("agile8", 4).unwrap();
+    plan.layers.iter_mut().for_each(|l| l.prune = 0.1);
+    let hp = hooks(&f, &plan, Prunable::All);
+    let p = runtime::plan::exec::paper_perplexity(&f.model, &toks, 16, None, &hp, |_, _, _| {}).unwrap();
+    assert!(p.tokens_scored < a.tokens_scored && p.tokens_scored > 0, "{} vs {}", p.tokens_scored, a.tokens_scored);
+    // The llama.cpp protocol with first-half pruning still scores every token.
+    let hf = hooks(&f, &plan, Prunable::FirstHalf);
+    let d = runtime::eval::perplexity(&f.model, &toks, 16, None, &hf, |_, _, _| {}).unwrap();
+    assert_eq!(d.tokens_scored, a.tokens_scored);
+    assert!(d.ppl.is_finite() && d.ppl != a.ppl);
 }

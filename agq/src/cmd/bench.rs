@@ -28,6 +28,9 @@ pub struct Args {
     /// Plans: presets or plan files (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "fp16,w4a16")]
     pub plan: Vec<String>,
+    /// Calibration statistics for plans with static per-tensor scales (default: the plan's).
+    #[arg(long)]
+    pub calib: Option<PathBuf>,
     /// Output format.
     #[arg(short = 'o', long = "output", default_value = "md", value_parser = ["md", "csv", "json", "jsonl"])]
     pub output: String,
@@ -77,7 +80,7 @@ pub fn run(args: Args) -> Result<()> {
         println!("| --- | --- | ---: | ---: | ---: |");
     }
     for plan in &args.plan {
-        let l = super::eval::load(&args.model, plan)?;
+        let l = super::eval::load(&args.model, plan, args.calib.as_deref(), runtime::plan::exec::Prunable::All)?;
         let n_params = l.model.blocks.iter().map(|b| (b.qkv.n() * b.qkv.k() + b.o.n() * b.o.k() + b.gate_up.n() * b.gate_up.k() + b.down.n() * b.down.k()) as u64).sum::<u64>()
             + (l.model.lm_head.n() * l.model.lm_head.k()) as u64;
         for &threads in &args.threads {
@@ -85,9 +88,8 @@ pub fn run(args: Args) -> Result<()> {
             for &test in &tests {
                 bar.set_message(format!("{} {} t={threads}", l.plan_name, test.name()));
                 let done = bar.position();
-                let hooks = runtime::model::FloatHooks;
                 let samples_ns = pool
-                    .install(|| runtime::bench::run(&l.model, test, args.reps, &hooks, |r| bar.set_position(done + r as u64)))
+                    .install(|| runtime::bench::run(&l.model, test, args.reps, &*l.hooks, |r| bar.set_position(done + r as u64)))
                     .with_context(|| format!("{} {}", l.plan_name, test.name()))?;
                 let samples_ts: Vec<f64> = samples_ns.iter().map(|&ns| test.tokens() as f64 * 1e9 / ns as f64).collect();
                 let (avg_ns, sd_ns) = mean_stddev(&samples_ns.iter().map(|&v| v as f64).collect::<Vec<_>>());

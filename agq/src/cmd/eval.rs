@@ -4,7 +4,8 @@
 use anyhow::{anyhow, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use runtime::gguf::Gguf;
-use runtime::model::{llama, LoadOptions, Model};
+use runtime::model::{llama, FloatHooks, Hooks, LoadOptions, Model};
+use runtime::plan::exec::{load_calibration, paper_perplexity, PlanHooks, Prunable};
 use runtime::plan::Plan;
 use runtime::tokenizer::Tokenizer;
 use serde_json::json;
@@ -30,6 +31,13 @@ pub struct Args {
     /// Worker threads.
     #[arg(long, short, default_value_t = 2)]
     pub threads: usize,
+    /// Calibration statistics for plans with static per-tensor scales (default: the plan's).
+    #[arg(long)]
+    pub calib: Option<PathBuf>,
+    /// With pruning plans: the paper's protocol (every token prunable, loss averaged over
+    /// surviving positions). Not comparable with dense perplexity; labelled in the output.
+    #[arg(long)]
+    pub paper_protocol: bool,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -41,6 +49,8 @@ pub struct Loaded {
     pub tokenizer: Tokenizer,
     pub plan_name: String,
     pub sha256: String,
+    /// `FloatHooks` for float plans (fp16, w4a16), the plan executor otherwise.
+    pub hooks: Box<dyn Hooks>,
 }
 
 /// Installs the global rayon pool with `threads` workers (once per process).
@@ -51,23 +61,29 @@ pub fn install_threads(threads: usize) -> Result<()> {
     rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().context("cannot start the thread pool")
 }
 
-pub fn load(model: &Path, plan_spec: &str) -> Result<Loaded> {
+pub fn load(model: &Path, plan_spec: &str, calib: Option<&Path>, prunable: Prunable) -> Result<Loaded> {
     let g = Gguf::open(model).context("cannot read model")?;
     let tokenizer = Tokenizer::from_gguf(&g).context("invalid tokenizer")?;
     let cfg = runtime::config::ModelConfig::from_gguf(&g).context("invalid model")?;
     let plan = Plan::load(plan_spec, cfg.n_layer).context("cannot load plan")?;
     let sha256 = runtime::hash::file_sha256(model).with_context(|| format!("{}", model.display()))?;
     plan.check_model(plan_spec, model, &sha256)?;
-    let weights = runtime::model::float_plan_weights(&plan).map_err(|e| anyhow!("{plan_spec}: {e}"))?;
-    let model = llama::load(&g, &cfg, LoadOptions::new(weights)).context("cannot load model")?;
+    let model = llama::load(&g, &cfg, LoadOptions::new(plan.weights)).context("cannot load model")?;
     let plan_name = plan.name.clone().unwrap_or_else(|| plan_spec.to_string());
-    Ok(Loaded { model, tokenizer, plan_name, sha256 })
+    let hooks: Box<dyn Hooks> = if runtime::model::float_plan_weights(&plan).is_ok() {
+        Box::new(FloatHooks)
+    } else {
+        let calib = load_calibration(&plan, plan_spec, calib)?;
+        Box::new(PlanHooks::build(&model, &g, &plan, &plan_name, calib.as_ref().map(|(s, p)| (s, p.as_path())), prunable)?)
+    };
+    Ok(Loaded { model, tokenizer, plan_name, sha256, hooks })
 }
 
 pub fn run(args: Args) -> Result<()> {
     install_threads(args.threads)?;
     let text = runtime::text::read_text_file(&args.text)?;
-    let l = load(&args.model, &args.plan)?;
+    let prunable = if args.paper_protocol { Prunable::All } else { Prunable::FirstHalf };
+    let l = load(&args.model, &args.plan, args.calib.as_deref(), prunable)?;
     let mut tokens = l.tokenizer.encode(&text, false).context("cannot tokenize the text")?;
     if l.tokenizer.add_bos() {
         if let Some(b) = l.tokenizer.bos() {
@@ -95,12 +111,17 @@ pub fn run(args: Args) -> Result<()> {
             .expect("valid template")
             .progress_chars("=> "),
     );
-    let hooks = runtime::model::FloatHooks;
-    let r = runtime::eval::perplexity(&l.model, &tokens, args.ctx, args.chunks, &hooks, |done, _, s| {
+    let progress = |done: usize, _: usize, s: &runtime::eval::NllSums| {
         bar.set_position(done as u64);
         bar.set_message(format!("ppl {:.4}", s.ppl()));
-    })
+    };
+    let r = if args.paper_protocol {
+        paper_perplexity(&l.model, &tokens, args.ctx, args.chunks, &*l.hooks, progress)
+    } else {
+        runtime::eval::perplexity(&l.model, &tokens, args.ctx, args.chunks, &*l.hooks, progress)
+    }
     .with_context(|| format!("{}", args.text.display()))?;
+    let protocol = if args.paper_protocol { "paper (surviving positions; not comparable with dense ppl)" } else { "llama.cpp (second half of each chunk)" };
     bar.finish_and_clear();
     if args.json {
         let out = json!({
@@ -110,6 +131,7 @@ pub fn run(args: Args) -> Result<()> {
             "chunks": r.chunks,
             "tokens_scored": r.tokens_scored,
             "ctx": r.ctx,
+            "protocol": protocol,
             "plan": l.plan_name,
             "model": args.model.display().to_string(),
             "model_sha256": l.sha256,
@@ -121,7 +143,7 @@ pub fn run(args: Args) -> Result<()> {
         println!("{out}");
     } else {
         println!(
-            "ppl {:.4} ± {:.4}  ({} chunks of {}, {} tokens scored, plan {}, {:.1} s, {:.1} tok/s)",
+            "ppl {:.4} ± {:.4}  ({} chunks of {}, {} tokens scored, plan {}, {:.1} s, {:.1} tok/s; protocol {protocol})",
             r.ppl, r.ppl_stderr, r.chunks, r.ctx, r.tokens_scored, l.plan_name, r.seconds, r.tokens_per_second
         );
     }

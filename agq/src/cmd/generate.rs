@@ -34,6 +34,9 @@ pub struct Args {
     /// Wrap the prompt in the model's ChatML template.
     #[arg(long)]
     pub chat: bool,
+    /// Calibration statistics for plans with static per-tensor scales (default: the plan's).
+    #[arg(long)]
+    pub calib: Option<PathBuf>,
     /// Worker threads.
     #[arg(long, short, default_value_t = 2)]
     pub threads: usize,
@@ -41,7 +44,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     super::eval::install_threads(args.threads)?;
-    let l = super::eval::load(&args.model, &args.plan)?;
+    let l = super::eval::load(&args.model, &args.plan, args.calib.as_deref(), runtime::plan::exec::Prunable::All)?;
     let tk = &l.tokenizer;
     let text = if args.chat { tk.chatml(&args.prompt) } else { args.prompt.clone() };
     let mut ids = tk.encode(&text, args.chat).context("cannot tokenize the prompt")?;
@@ -58,9 +61,8 @@ pub fn run(args: Args) -> Result<()> {
         write!(out, "{}", args.prompt)?;
         out.flush()?;
     }
-    let hooks = runtime::model::FloatHooks;
     let mut io_err = None;
-    let stats = generate(&l.model, tk, &ids, args.n, &mut sampler, &hooks, |piece| {
+    let stats = generate(&l.model, tk, &ids, args.n, &mut sampler, &*l.hooks, |piece| {
         if io_err.is_none() {
             if let Err(e) = write!(out, "{piece}").and_then(|_| out.flush()) {
                 io_err = Some(e);

@@ -28,6 +28,8 @@ const SHAPES: [Shape; 5] = [
     Shape { k: 576, n: 49152 },
 ];
 const QUICK_SHAPES: [Shape; 2] = [Shape { k: 576, n: 576 }, Shape { k: 1536, n: 576 }];
+/// Bytes per memory-bandwidth sample (a few ms at DRAM speed).
+const MEM_WINDOW_BYTES: usize = 16 << 20;
 /// Scalar cases above this many multiply-adds take seconds per run; skipped unless asked.
 const SCALAR_MAX_MACS: usize = 1 << 30;
 
@@ -150,6 +152,7 @@ struct CeilingRecord {
     int8_gops: Summary,
     mem_read_gbs: Summary,
     mem_buffer_bytes: usize,
+    mem_window_bytes: usize,
 }
 
 #[derive(Serialize)]
@@ -207,12 +210,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     eprintln!("agq: calibrating machine ceilings");
     let buf = ReadBuffer::new(mem_buffer_bytes(&device));
-    let probe_secs = if settings.quick { 0.005 } else { 0.01 };
+    // Probe samples as short as kernel samples: on a shared machine, long samples absorb
+    // preemption that short ones mostly escape, which would bias every share upwards.
+    let probe_secs = settings.min_sample_ms / 1e3;
+    let window = MEM_WINDOW_BYTES.min(buf.bytes());
     let probes: Vec<Probe> = settings
         .threads
         .iter()
         .flat_map(|&t| {
-            [Probe::f32_fma(t, Isa::best(), probe_secs), Probe::int8(t, Isa::best(), probe_secs), Probe::mem_read(t, &buf)]
+            let isa = Isa::best();
+            [Probe::f32_fma(t, isa, probe_secs), Probe::int8(t, isa, probe_secs), Probe::mem_read(t, &buf, window)]
         })
         .collect();
     let mut probe_samples: Vec<Vec<f64>> = vec![Vec::new(); probes.len()];
@@ -329,6 +336,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 int8_gops: summary(Ceiling::Int8),
                 mem_read_gbs: summary(Ceiling::MemRead),
                 mem_buffer_bytes: buf.bytes(),
+                mem_window_bytes: window,
             }
         })
         .collect();
@@ -481,8 +489,10 @@ fn ms(s: f64) -> String {
         format!("{v:.0}")
     } else if v >= 1.0 {
         format!("{v:.2}")
-    } else {
+    } else if v >= 0.001 {
         format!("{v:.4}")
+    } else {
+        format!("{v:.1e}")
     }
 }
 
@@ -602,6 +612,47 @@ mod tests {
         assert!("576".parse::<Shape>().is_err());
         assert!("0x5".parse::<Shape>().is_err());
         assert!("ax5".parse::<Shape>().unwrap_err().contains("ax5"));
+    }
+
+    fn summary(v: f64) -> Summary {
+        Summary::of(&[v]).unwrap()
+    }
+
+    #[test]
+    fn records_pick_the_right_ceiling_and_baseline() {
+        let shape = Shape { k: 64, n: 32 };
+        let pairs = [(Variant::F16, Isa::Scalar), (Variant::W4A8, Isa::Scalar), (Variant::W4A16, Isa::Scalar)];
+        let case = |pair, m, t: f64| Case { pair, shape, m, threads: 1, runs_per_sample: 1, target: 1, times: vec![t, t] };
+        let cases = [case(0, 1, 4e-6), case(1, 1, 2e-6), case(0, 8, 1e-5), case(1, 8, 5e-6), case(2, 8, 2e-5)];
+        let ceilings = [CeilingRecord {
+            threads: 1,
+            isa: "scalar".into(),
+            f32_fma_gflops: summary(10.0),
+            int8_gops: summary(100.0),
+            mem_read_gbs: summary(1.0),
+            mem_buffer_bytes: 0,
+            mem_window_bytes: 0,
+        }];
+        let recs = records(&cases, &pairs, &ceilings);
+        let get = |v: &str, m: usize| recs.iter().find(|r| r.variant == v && r.m == m).unwrap();
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9 * b.abs();
+
+        // M = 1: weight bytes / time / bandwidth. f16: 64*32*2 B in 4 us = 1.024 GB/s.
+        let r = get("f16", 1);
+        assert_eq!((r.ceiling, r.weight_bytes), ("mem-read", 4096));
+        assert!(close(r.ceiling_share.unwrap(), 1.024));
+        // Q4_1: 32 rows x 2 blocks x 20 B in 2 us = 0.64 GB/s; twice as fast as f16.
+        let r = get("w4a8", 1);
+        assert_eq!(r.weight_bytes, 1280);
+        assert!(close(r.ceiling_share.unwrap(), 0.64) && close(r.ratio_vs_f16.unwrap(), 2.0));
+        // M = 8: 2*8*32*64 = 32768 ops.
+        let r = get("f16", 8);
+        assert!(close(r.gops, 32768.0 / 1e-5 / 1e9) && r.ceiling == "f32-fma");
+        assert!(close(r.ceiling_share.unwrap(), r.gops / 10.0));
+        let r = get("w4a8", 8);
+        assert!(r.ceiling == "int8" && close(r.ceiling_share.unwrap(), r.gops / 100.0));
+        let r = get("w4a16", 8);
+        assert!(r.ceiling == "f32-fma" && close(r.ratio_vs_f16.unwrap(), 0.5));
     }
 
     #[test]

@@ -38,31 +38,51 @@ pub trait Panels: Sync {
 /// `out` is valid for that tile.
 #[target_feature(enable = "neon")]
 pub unsafe fn gemm<P: Panels>(src: &P, x: &[f32], m: usize, k: usize, cols: Range<usize>, out: *mut f32, ldc: usize) {
-    assert!(x.len() >= m * k && cols.start % NR == 0 && ldc >= cols.len());
+    assert!(x.len() >= m * k && cols.start.is_multiple_of(NR) && ldc >= cols.len());
     if k == 0 {
         for r in 0..m {
             std::ptr::write_bytes(out.add(r * ldc), 0, cols.len());
         }
         return;
     }
-    let kc_max = KC.min(k);
-    let mut buf = AlignedBuf::new(kc_max * NC);
+    // Equal k-blocks of at most KC (a short last block would pay the C reload for little work).
+    let kc_max = k.div_ceil(k.div_ceil(KC));
+    let width = (cols.len().div_ceil(NR) * NR).min(NC);
+    PANEL_BUF.with_borrow_mut(|buf| blocked(src, x, m, k, kc_max, cols, out, ldc, buf.get(kc_max * width)))
+}
+
+/// The loops of `gemm`, with the converted-panel buffer `buf` (`kc_max x min(NC, tile)`).
+/// Its own `target_feature` (not `inline(always)`): it is called from a closure, which would
+/// not inherit `gemm`'s features.
+#[target_feature(enable = "neon")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn blocked<P: Panels>(
+    src: &P,
+    x: &[f32],
+    m: usize,
+    k: usize,
+    kc_max: usize,
+    cols: Range<usize>,
+    out: *mut f32,
+    ldc: usize,
+    buf: *mut f32,
+) {
     let mut n0 = cols.start;
     while n0 < cols.end {
         let n1 = (n0 + NC).min(cols.end);
         let panels = (n0 / NR)..n1.div_ceil(NR);
         let mut k0 = 0;
         while k0 < k {
-            let k1 = (k0 + KC).min(k);
+            let k1 = (k0 + kc_max).min(k);
             let kc = k1 - k0;
             for (i, p) in panels.clone().enumerate() {
-                src.fill(p, k0, k1, buf.ptr().add(i * kc * NR));
+                src.fill(p, k0, k1, buf.add(i * kc * NR));
             }
             let mut m0 = 0;
             while m0 < m {
                 let m1 = (m0 + MC).min(m);
                 for (i, p) in panels.clone().enumerate() {
-                    let b = buf.ptr().add(i * kc * NR);
+                    let b = buf.add(i * kc * NR);
                     let j0 = p * NR;
                     let ncols = (cols.end - j0).min(NR);
                     let c_col = j0 - cols.start;
@@ -181,17 +201,25 @@ pub unsafe fn f16x8(src: *const u16) -> (float32x4_t, float32x4_t) {
     (lo, hi)
 }
 
-/// A 16-byte-aligned f32 scratch buffer.
+thread_local! {
+    /// Per-thread converted-panel buffer, reused across calls (every slice is written by
+    /// `Panels::fill` before the micro-kernel reads it, so it is never cleared).
+    static PANEL_BUF: std::cell::RefCell<AlignedBuf> = const { std::cell::RefCell::new(AlignedBuf { data: Vec::new() }) };
+}
+
+/// An aligned f32 scratch buffer (the panel slices are read with aligned loads).
 pub struct AlignedBuf {
     data: Vec<float32x4_t>,
 }
 
 impl AlignedBuf {
-    pub fn new(len: usize) -> Self {
-        // SAFETY: all-zero bits are a valid float32x4_t.
-        AlignedBuf { data: vec![unsafe { std::mem::zeroed() }; len.div_ceil(4)] }
-    }
-    pub fn ptr(&mut self) -> *mut f32 {
+    /// A pointer to at least `len` f32, growing the buffer if needed.
+    pub fn get(&mut self, len: usize) -> *mut f32 {
+        let want = len.div_ceil(4);
+        if self.data.len() < want {
+            // SAFETY: all-zero bits are a valid vector.
+            self.data.resize(want, unsafe { std::mem::zeroed() });
+        }
         self.data.as_mut_ptr() as *mut f32
     }
 }

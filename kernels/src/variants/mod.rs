@@ -7,12 +7,14 @@
 //! - `pub fn prepare(isa: Isa, w: &Q4Matrix) -> Result<Box<dyn Prepared>, KernelError>`:
 //!   repack the weights once into whatever layout its kernels want (documented in the module).
 //!   `isa` is guaranteed implemented and available when called through `Matmul`.
-//! - a type implementing [`Prepared`], whose `gemm` computes one column tile.
+//! - a type implementing [`Prepared`], whose `gemm` computes one column tile (and, to skip a
+//!   copy, `gemm_into`, which writes the tile straight into `y` through an [`OutTile`]).
 //!
-//! Threading: `Matmul::run` cuts `0..n` into tiles whose boundaries depend only on the shape
-//! (m, n, k) and `Prepared::col_align`, never on the thread count, hands each tile to one
-//! rayon task and copies the tile into `y`. An implementation therefore only has to be
-//! deterministic for a given tile to make results bit-identical at every thread count.
+//! Threading: `Matmul::run` calls `prepare_act` once, cuts `0..n` into tiles whose boundaries
+//! depend only on the shape (m, n, k) and `Prepared::col_align`, never on the thread count,
+//! and hands each tile to one rayon task (`gemm_into_with`). An implementation therefore only
+//! has to be deterministic for a given tile to make results bit-identical at every thread
+//! count.
 
 use crate::formats::QuantizedActivations;
 use crate::matmul::{KernelError, Q4Matrix};
@@ -114,8 +116,9 @@ unsafe impl Send for OutTile<'_> {}
 
 impl<'a> OutTile<'a> {
     /// # Safety
-    /// `ptr` points at column `cols.start` of row 0 of an `m x ld` matrix, `cols.end <= ld`,
-    /// and no other reference to these `m x cols.len()` elements exists for `'a`.
+    /// `ptr` points at the tile's first column in row 0 of a row-major matrix with `m` rows
+    /// of `ld` elements, the tile's `cols` columns fit in the row, and no other reference to
+    /// these `m x cols` elements exists for `'a`.
     pub unsafe fn new(ptr: *mut f32, ld: usize, m: usize, cols: usize) -> Self {
         OutTile { ptr, ld, m, cols, _y: PhantomData }
     }

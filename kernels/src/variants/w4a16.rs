@@ -13,6 +13,7 @@ use crate::formats::QK;
 use crate::matmul::{KernelError, Q4Matrix};
 use crate::registry::{Isa, Variant};
 use crate::variants::{Act, OutTile, Prepared};
+use std::any::Any;
 use half::f16;
 use std::ops::Range;
 
@@ -116,7 +117,26 @@ impl Prepared for PreparedW4A16 {
         self.gemm_into(a, cols, unsafe { OutTile::new(out.as_mut_ptr(), nc, m, nc) })
     }
 
-    fn gemm_into(&self, a: Act<'_>, cols: Range<usize>, mut out: OutTile<'_>) {
+    fn prepare_act(&self, a: Act<'_>) -> Option<Box<dyn Any + Send + Sync>> {
+        match a {
+            Act::F32 { x, m: 1, .. } if self.isa != Isa::Scalar => Some(Box::new(RowPrep::new(x))),
+            _ => None,
+        }
+    }
+
+    fn gemm_into_with(&self, a: Act<'_>, prep: Option<&(dyn Any + Send + Sync)>, cols: Range<usize>, out: OutTile<'_>) {
+        self.tile(a, prep.and_then(|p| p.downcast_ref::<RowPrep>()), cols, out)
+    }
+
+    fn gemm_into(&self, a: Act<'_>, cols: Range<usize>, out: OutTile<'_>) {
+        self.tile(a, None, cols, out)
+    }
+}
+
+impl PreparedW4A16 {
+    /// One tile; `prep` is the GEMV's per-run data when `Matmul::run` computed it.
+    #[allow(unused_variables)]
+    fn tile(&self, a: Act<'_>, prep: Option<&RowPrep>, cols: Range<usize>, mut out: OutTile<'_>) {
         let Act::F32 { x, m, k } = a else { unreachable!("w4a16 takes float activations") };
         debug_assert_eq!(k, self.k);
         debug_assert_eq!((out.m(), out.cols()), (m, cols.len()));
@@ -126,12 +146,30 @@ impl Prepared for PreparedW4A16 {
             // SAFETY: `Matmul` only builds an Avx2 matmul where `Isa::Avx2.is_available()`;
             // `out` is an exclusive m x cols tile with stride `ld`.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { avx2::gemm(self, x, m, cols, out.as_mut_ptr(), out.ld()) },
+            Isa::Avx2 => unsafe { avx2::gemm(self, x, m, prep, cols, out.as_mut_ptr(), out.ld()) },
             // SAFETY: as above, for NEON.
             #[cfg(target_arch = "aarch64")]
-            Isa::Neon => unsafe { neon::gemm(self, x, m, cols, out.as_mut_ptr(), out.ld()) },
+            Isa::Neon => unsafe { neon::gemm(self, x, m, prep, cols, out.as_mut_ptr(), out.ld()) },
             #[allow(unreachable_patterns)]
             isa => unreachable!("w4a16 has no {isa} implementation in this build"),
+        }
+    }
+}
+
+/// What the GEMV derives from its one activation row, once per run rather than per tile:
+/// `Σ x` over each Q4_1 group (the `m` term of `d·q + m` multiplies it) and `x / 16` (for
+/// the AVX2 path's in-place high nibbles; exact, a power-of-two scale).
+pub(crate) struct RowPrep {
+    xs: Vec<f32>,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    x16: Vec<f32>,
+}
+
+impl RowPrep {
+    fn new(x: &[f32]) -> Self {
+        RowPrep {
+            xs: x.chunks(QK).map(|c| c.iter().sum()).collect(),
+            x16: x.iter().map(|v| v * (1.0 / 16.0)).collect(),
         }
     }
 }
@@ -159,14 +197,9 @@ fn gemm_scalar(w: &PreparedW4A16, x: &[f32], m: usize, cols: Range<usize>, out: 
     }
 }
 
-/// Sum of `x` over each Q4_1 group (the `m` term of `d·q + m` multiplies it).
-fn group_sums(x: &[f32]) -> Vec<f32> {
-    x.chunks(QK).map(|c| c.iter().sum()).collect()
-}
-
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{group_sums, PreparedW4A16, NR};
+    use super::{PreparedW4A16, RowPrep, NR};
     use crate::arch::x86_64::{self as arch, Panels};
     use crate::formats::QK;
     use std::arch::x86_64::*;
@@ -215,9 +248,20 @@ mod avx2 {
     /// # Safety
     /// AVX2, FMA and F16C are available; `out` is valid for the tile.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn gemm(w: &PreparedW4A16, x: &[f32], m: usize, cols: Range<usize>, out: *mut f32, ldc: usize) {
+    pub unsafe fn gemm(
+        w: &PreparedW4A16,
+        x: &[f32],
+        m: usize,
+        prep: Option<&RowPrep>,
+        cols: Range<usize>,
+        out: *mut f32,
+        ldc: usize,
+    ) {
         if m == 1 {
-            gemv(w, x, cols, out)
+            match prep {
+                Some(p) => gemv(w, x, p, cols, out),
+                None => gemv(w, x, &RowPrep::new(x), cols, out),
+            }
         } else {
             arch::gemm(w, x, m, w.k, cols, out, ldc)
         }
@@ -226,11 +270,10 @@ mod avx2 {
     /// One activation row, streaming the 4-bit panels: per group, `Σ q·x` for 16 columns in
     /// 8 accumulators, then `y += d · Σ q·x + m · Σ x`.
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn gemv(w: &PreparedW4A16, x: &[f32], cols: Range<usize>, out: *mut f32) {
+    unsafe fn gemv(w: &PreparedW4A16, x: &[f32], prep: &RowPrep, cols: Range<usize>, out: *mut f32) {
         let k = w.k;
-        let xs = group_sums(x);
-        // Columns 8..16 arrive as 16·q: pair them with x / 16 (exact).
-        let x16: Vec<f32> = x.iter().map(|v| v * (1.0 / 16.0)).collect();
+        // Columns 8..16 arrive as 16·q: they pair with x / 16.
+        let (xs, x16) = (&prep.xs, &prep.x16);
         for p in cols.start / NR..cols.end.div_ceil(NR) {
             let (mut y0, mut y1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
             for (g, grp) in w.panel(p).iter().enumerate() {
@@ -272,7 +315,7 @@ mod avx2 {
 
 #[cfg(target_arch = "aarch64")]
 mod neon {
-    use super::{group_sums, PreparedW4A16, NR};
+    use super::{PreparedW4A16, RowPrep, NR};
     use crate::arch::aarch64::{self as arch, Panels};
     use crate::formats::QK;
     use std::arch::aarch64::*;
@@ -322,9 +365,20 @@ mod neon {
     /// # Safety
     /// `out` is valid for the tile.
     #[target_feature(enable = "neon")]
-    pub unsafe fn gemm(w: &PreparedW4A16, x: &[f32], m: usize, cols: Range<usize>, out: *mut f32, ldc: usize) {
+    pub unsafe fn gemm(
+        w: &PreparedW4A16,
+        x: &[f32],
+        m: usize,
+        prep: Option<&RowPrep>,
+        cols: Range<usize>,
+        out: *mut f32,
+        ldc: usize,
+    ) {
         if m == 1 {
-            gemv(w, x, cols, out)
+            match prep {
+                Some(p) => gemv(w, x, p, cols, out),
+                None => gemv(w, x, &RowPrep::new(x), cols, out),
+            }
         } else {
             arch::gemm(w, x, m, w.k, cols, out, ldc)
         }
@@ -333,9 +387,9 @@ mod neon {
     /// One activation row, streaming the 4-bit panels: per group `Σ q·x` for 16 columns in
     /// two sets of accumulators, then `y += d · Σ q·x + m · Σ x`.
     #[target_feature(enable = "neon")]
-    unsafe fn gemv(w: &PreparedW4A16, x: &[f32], cols: Range<usize>, out: *mut f32) {
+    unsafe fn gemv(w: &PreparedW4A16, x: &[f32], prep: &RowPrep, cols: Range<usize>, out: *mut f32) {
         let k = w.k;
-        let xs = group_sums(x);
+        let xs = &prep.xs;
         for p in cols.start / NR..cols.end.div_ceil(NR) {
             let mut y = [vdupq_n_f32(0.0); 4];
             for (g, grp) in w.panel(p).iter().enumerate() {

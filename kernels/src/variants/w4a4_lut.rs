@@ -27,6 +27,7 @@ use crate::formats::{PaddedActivations, QK};
 use crate::matmul::{KernelError, Q4Matrix};
 use crate::registry::{Isa, Variant};
 use crate::variants::{Act, OutTile, Prepared};
+use rayon::prelude::*;
 use std::any::Any;
 use std::ops::Range;
 
@@ -113,15 +114,24 @@ impl<'a> LutActs<'a> {
     pub fn with_buffer(pad: PaddedActivations<'a>, mut tables: Vec<i8>) -> Self {
         assert!(pad.q.iter().all(|&v| (-8..=7).contains(&v)), "w4a4-lut needs 4-bit activation codes");
         tables.resize(pad.q.len() * 4, 0);
-        #[cfg(target_arch = "x86_64")]
-        if Isa::Avx2.is_available() {
-            // SAFETY: AVX2 checked; lengths as required.
-            unsafe { x86_64::build_tables(&pad.q, &mut tables) };
-            return LutActs { pad, tables };
-        }
-        build_tables_scalar(&pad.q, &mut tables);
+        // Rows in parallel chunks (inside the caller's pool) once there is enough work.
+        let rows = (1 << 16) / (pad.bpr * QK).max(1) + 1;
+        let kp = pad.bpr * QK;
+        let chunk = (rows * kp).max(4);
+        tables.par_chunks_mut(chunk * 4).zip(pad.q.par_chunks(chunk)).for_each(|(t, q)| build_tables(q, t));
         LutActs { pad, tables }
     }
+}
+
+/// `tables[16g + idx] = sum_e bit_e(idx) * q[4g + e]`, with AVX2 where available.
+fn build_tables(q: &[i8], tables: &mut [i8]) {
+    #[cfg(target_arch = "x86_64")]
+    if Isa::Avx2.is_available() {
+        // SAFETY: AVX2 checked; `tables` is 4x `q`, whole groups.
+        unsafe { x86_64::build_tables(q, tables) };
+        return;
+    }
+    build_tables_scalar(q, tables)
 }
 
 /// `tables[16g + idx] = sum_e bit_e(idx) * q[4g + e]`.
@@ -176,7 +186,7 @@ impl W4A4Lut {
     unsafe fn tile(&self, a: &LutActs, cols: Range<usize>, out: *mut f32, ld: usize) {
         assert_eq!(a.pad.bpr, self.w.bpr, "activations have k = {}, weights k = {}", a.pad.k, self.w.k);
         assert!(cols.end <= self.w.n && ld >= cols.len());
-        assert!(cols.start % TILE == 0, "column tiles start at multiples of {TILE}");
+        assert!(cols.start.is_multiple_of(TILE), "column tiles start at multiples of {TILE}");
         match self.isa {
             Isa::Scalar => gemm_scalar(&self.w, a, cols, out, ld),
             #[cfg(target_arch = "x86_64")]
@@ -249,7 +259,7 @@ unsafe fn gemm_scalar(w: &PackedPlanes, a: &LutActs, cols: Range<usize>, out: *m
         for (jj, j) in cols.clone().enumerate() {
             let (t, l) = (j / TILE, j % TILE);
             let mut acc = 0f32;
-            for b in 0..bpr {
+            for (b, &sum) in sums.iter().enumerate().take(bpr) {
                 let mut dot = 0i16;
                 for g in b * QK / G..(b + 1) * QK / G {
                     let tab = &a.tables[(r * gpr + g) * 16..][..16];
@@ -259,7 +269,7 @@ unsafe fn gemm_scalar(w: &PackedPlanes, a: &LutActs, cols: Range<usize>, out: *m
                     dot += look(x0) + 2 * look(x1) + 4 * look(x0 >> 4) + 8 * look(x1 >> 4);
                 }
                 let at = (t * bpr + b) * TILE + l;
-                acc += w.d[at] * dot as f32 + w.m[at] * sums[b];
+                acc += w.d[at] * dot as f32 + w.m[at] * sum;
             }
             *out.add(r * ld + jj) = acc * a.pad.scales[r];
         }

@@ -168,7 +168,7 @@ impl W4A4Packed {
     unsafe fn tile(&self, a: &PackedActs, cols: Range<usize>, out: *mut f32, ld: usize) {
         assert_eq!(a.pad.bpr, self.w.bpr, "activations have k = {}, weights k = {}", a.pad.k, self.w.k);
         assert!(cols.end <= self.w.n && ld >= cols.len());
-        assert!(cols.start % TILE == 0, "column tiles start at multiples of {TILE}");
+        assert!(cols.start.is_multiple_of(TILE), "column tiles start at multiples of {TILE}");
         match self.isa {
             Isa::Scalar => gemm_scalar(&self.w, a, cols, out, ld),
             #[cfg(target_arch = "x86_64")]

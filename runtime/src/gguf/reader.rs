@@ -10,6 +10,10 @@ pub(super) const HEADER_LEN: u64 = 4 + 4 + 8 + 8;
 const MAX_ARRAY_DEPTH: usize = 8;
 /// ggml's GGML_MAX_DIMS.
 const MAX_DIMS: u32 = 4;
+/// Metadata arrays longer than this are refused: each element costs a 32-byte `Value` in
+/// memory, so a file of 1-byte elements could otherwise make the reader allocate 32x its
+/// size. Real vocabularies are < 1M entries.
+const MAX_ARRAY_LEN: u64 = 1 << 24;
 /// Sanity bound on `general.alignment`.
 const MAX_ALIGNMENT: u64 = 1 << 16;
 
@@ -129,6 +133,11 @@ impl<'a> Cursor<'a> {
                     format!("{what} at byte {at}: unknown array element type id {elem_id}")
                 })?;
                 let count = self.u64(what)?;
+                if count > MAX_ARRAY_LEN {
+                    return Err(format!(
+                        "{what} at byte {at}: array of {count} elements exceeds the limit of {MAX_ARRAY_LEN}"
+                    ));
+                }
                 let n =
                     self.check_count(count, elem.min_encoded_size(), &format!("{what}: array"))?;
                 let mut items = Vec::with_capacity(n);

@@ -131,6 +131,15 @@ impl<'a> Tensor<'a> {
         Ok(self.data.chunks_exact(34).map(parse_q8_0).collect())
     }
 
+    /// The Q4_1 blocks: borrowed in place when the data is aligned (every GGUF with an even
+    /// alignment), copied otherwise.
+    pub fn q4_1_cow(&self) -> Result<std::borrow::Cow<'a, [BlockQ4_1]>, GgufError> {
+        match self.q4_1_slice() {
+            Ok(s) => Ok(std::borrow::Cow::Borrowed(s)),
+            Err(_) => Ok(std::borrow::Cow::Owned(self.q4_1_blocks()?)),
+        }
+    }
+
     /// The Q4_1 blocks in place, without copying. Needs the data 2-byte aligned (true for
     /// every GGUF with an even alignment) and a little-endian host.
     pub fn q4_1_slice(&self) -> Result<&'a [BlockQ4_1], GgufError> {

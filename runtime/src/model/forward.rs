@@ -36,6 +36,7 @@ pub struct State {
     cs: Vec<(f32, f32)>,
     rows: Vec<usize>,
     positions: Vec<u32>,
+    logit_pos: Vec<u32>,
     sel: Vec<f32>,
     logits: Vec<f32>,
     /// Batch index of each returned logits row.
@@ -194,10 +195,12 @@ impl Model {
         }
         let n_out = st.logit_rows.len();
         let sel = fit(&mut st.sel, n_out * d);
+        st.logit_pos.clear();
         let mut i = 0;
         for (r, &orig) in rows.iter().enumerate() {
             if i < n_out && st.logit_rows[i] == orig {
                 sel[i * d..(i + 1) * d].copy_from_slice(&st.x[r * d..(r + 1) * d]);
+                st.logit_pos.push(st.positions[r]);
                 i += 1;
             }
         }
@@ -207,7 +210,7 @@ impl Model {
         let vocab = self.lm_head.n();
         let logits = fit(&mut st.logits, n_out * vocab);
         if n_out > 0 {
-            let c = SiteCall { layer: None, site: Site::LmHead, rows: &st.logit_rows, positions: &[] };
+            let c = SiteCall { layer: None, site: Site::LmHead, rows: &st.logit_rows, positions: &st.logit_pos };
             hooks.linear(c, &self.lm_head, &st.xn[..n_out * d], logits);
         }
         prof.mark(Op::LmHead);

@@ -102,6 +102,58 @@ fn load_stacked(
     mm.map_err(|e| kernel_err(src, &names[0], e))
 }
 
+/// The GGUF tensors whose output rows a site stacks, in order (`qkv` = q, k, v; `gate_up` =
+/// gate, up). For plans that re-prepare a site's weights (other kernel variants, TRIP factors).
+pub fn site_tensors(layer: Option<usize>, site: Site, tied: bool) -> Vec<String> {
+    let b = |s: &str| format!("blk.{}.{s}.weight", layer.unwrap_or(0));
+    match site {
+        Site::Qkv => vec![b("attn_q"), b("attn_k"), b("attn_v")],
+        Site::O => vec![b("attn_output")],
+        Site::GateUp => vec![b("ffn_gate"), b("ffn_up")],
+        Site::Down => vec![b("ffn_down")],
+        Site::LmHead => vec![if tied { "token_embd.weight".into() } else { "output.weight".into() }],
+        Site::Qk | Site::Pv => vec![],
+    }
+}
+
+/// The stacked weights of `names` as row-major f32 `(n, k, w)` (dequantized as stored).
+pub fn stacked_f32(src: &dyn TensorSource, names: &[String]) -> Result<(usize, usize, Vec<f32>), ModelError> {
+    let mut w = Vec::new();
+    let (mut n, mut k) = (0, 0);
+    for name in names {
+        let t = src.tensor(name)?;
+        let (cols, rows) = t.matrix_shape()?;
+        if n > 0 && cols != k {
+            return Err(ModelError::Unsupported {
+                file: src.source_path().display().to_string(),
+                what: format!("tensor `{name}` has {cols} inputs, `{}` has {k}; cannot fuse", names[0]),
+            });
+        }
+        k = cols;
+        n += rows;
+        w.extend(t.to_f32()?);
+    }
+    Ok((n, k, w))
+}
+
+/// The stacked weights of `names` as Q4_1 blocks: the file's blocks when it stores Q4_1,
+/// round-to-nearest otherwise.
+pub fn stacked_q4(src: &dyn TensorSource, names: &[String]) -> Result<Q4Matrix, ModelError> {
+    let tensors = names.iter().map(|n| src.tensor(n)).collect::<Result<Vec<_>, _>>()?;
+    if tensors.iter().all(|t| t.ty == GgmlType::Q4_1) && tensors[0].dims[0] as usize % QK == 0 {
+        let k = tensors[0].dims[0] as usize;
+        let mut blocks = Vec::new();
+        let mut n = 0;
+        for t in &tensors {
+            n += t.matrix_shape()?.1;
+            blocks.extend_from_slice(t.q4_1_slice()?);
+        }
+        return Q4Matrix::from_blocks(n, k, blocks).map_err(|e| kernel_err(src, &names[0], e));
+    }
+    let (n, k, w) = stacked_f32(src, names)?;
+    Ok(Q4Matrix::quantize(n, k, &w))
+}
+
 fn load_norm(src: &dyn TensorSource, name: &str, kind: NormKind) -> Result<Norm, ModelError> {
     Ok(Norm { kind, weight: src.tensor(name)?.to_f32()?, bias: None })
 }

@@ -79,7 +79,7 @@ impl Profile {
     pub fn report(&self) -> String {
         let total: Duration = self.totals.iter().sum();
         let mut v: Vec<(Op, Duration)> = Op::ALL.iter().map(|&o| (o, self.totals[o as usize])).collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1));
+        v.sort_by_key(|e| std::cmp::Reverse(e.1));
         let mut s = format!("forward profile: total {:.1} ms\n", total.as_secs_f64() * 1e3);
         for (o, d) in v {
             let share = if total.is_zero() { 0.0 } else { d.as_secs_f64() / total.as_secs_f64() * 100.0 };

@@ -158,7 +158,7 @@ fn load_q4(src: &dyn TensorSource, names: &[String]) -> Result<Q4Matrix, ExecErr
         n += t.matrix_shape()?.1;
     }
     let kerr = |e| ExecError::Kernel { file: src.source_path().display().to_string(), tensor: names[0].clone(), source: e };
-    if tensors.iter().all(|t| t.ty == GgmlType::Q4_1) && k % QK == 0 {
+    if tensors.iter().all(|t| t.ty == GgmlType::Q4_1) && k.is_multiple_of(QK) {
         let mut blocks = Vec::with_capacity(n * k / QK);
         for t in &tensors {
             blocks.extend_from_slice(t.q4_1_slice()?);
@@ -374,4 +374,69 @@ impl Hooks for PlanHooks {
         st.apply(&sel);
         (!sel.drop.is_empty()).then_some(sel.keep)
     }
+}
+
+/// The calibration statistics a plan needs: `explicit` (e.g. `--calib`), else the plan's
+/// `[calibration] stats` relative to the plan file's directory. `None` when the plan does not
+/// use the static scheme and nothing was given.
+pub fn load_calibration(
+    plan: &Plan,
+    plan_spec: &str,
+    explicit: Option<&Path>,
+) -> Result<Option<(CalibStats, std::path::PathBuf)>, ExecError> {
+    let path = match (explicit, plan.calibration.as_ref().and_then(|c| c.stats.as_ref())) {
+        (Some(p), _) => p.to_path_buf(),
+        (None, Some(rel)) => Path::new(plan_spec).parent().unwrap_or(Path::new(".")).join(rel),
+        (None, None) => return Ok(None),
+    };
+    let stats = CalibStats::read(&path)?;
+    Ok(Some((stats, path)))
+}
+
+/// Perplexity as the paper reports it with pruning (labelled "paper protocol", never the
+/// headline): any row of a chunk but the first and the last may be pruned, and the loss is
+/// averaged over the rows of the scored range (`ctx/2 .. ctx-2`) that survive. Not comparable
+/// with dense perplexity: pruned positions are simply not scored. `hooks` should be built
+/// with [`Prunable::All`].
+pub fn paper_perplexity(
+    model: &Model,
+    tokens: &[u32],
+    ctx: usize,
+    max_chunks: Option<usize>,
+    hooks: &dyn Hooks,
+    mut progress: impl FnMut(usize, usize, &crate::eval::NllSums),
+) -> Result<crate::eval::PplResult, crate::eval::EvalError> {
+    use crate::eval::{chunk_count, nll, NllSums, PplResult};
+    let avail = chunk_count(tokens.len(), ctx, model.config.n_ctx_train)?;
+    let chunks = max_chunks.map_or(avail, |c| c.min(avail));
+    let mut st = crate::model::State::new();
+    let mut cache = model.new_cache(ctx);
+    let mut sums = NllSums::default();
+    let vocab = model.config.vocab_size;
+    let t0 = std::time::Instant::now();
+    let mut scratch = Vec::new();
+    for c in 0..chunks {
+        let chunk = &tokens[c * ctx..(c + 1) * ctx];
+        let first = ctx / 2;
+        cache.clear();
+        model.forward(chunk, &mut cache, &mut st, crate::model::Logits::From(first), hooks)?;
+        let logits = st.logits();
+        for (i, &r) in st.logit_rows.iter().enumerate() {
+            if r + 1 < ctx {
+                sums.add(nll(&logits[i * vocab..(i + 1) * vocab], chunk[r + 1], &mut scratch));
+            }
+        }
+        progress(c + 1, chunks, &sums);
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    Ok(PplResult {
+        ppl: sums.ppl(),
+        ppl_stderr: sums.ppl_stderr(),
+        nll_mean: sums.sum / sums.count.max(1) as f64,
+        chunks,
+        tokens_scored: sums.count,
+        ctx,
+        seconds,
+        tokens_per_second: (chunks * ctx) as f64 / seconds,
+    })
 }

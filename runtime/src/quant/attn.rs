@@ -27,7 +27,7 @@ impl I8Rows {
 
     /// Appends rows of `x` (a multiple of `dim` long), each with its own scale `amax / 127`.
     pub fn push(&mut self, x: &[f32]) {
-        assert!(self.dim > 0 && x.len() % self.dim == 0, "rows must be {} wide", self.dim);
+        assert!(self.dim > 0 && x.len().is_multiple_of(self.dim), "rows must be {} wide", self.dim);
         for row in x.chunks_exact(self.dim) {
             let amax = row.iter().fold(0f32, |a, v| a.max(v.abs()));
             let scale = amax / 127.0;

@@ -10,7 +10,7 @@ pub const LOG2_ZERO: u8 = 16;
 /// The log2 code of a probability. Non-positive and NaN inputs are zero.
 #[inline]
 pub fn log2_code(p: f32) -> u8 {
-    if !(p > 0.0) {
+    if p.is_nan() || p <= 0.0 {
         return LOG2_ZERO;
     }
     let e = -p.log2();

@@ -2,6 +2,9 @@
 //! `p1|p3<<4` for 16 columns; four `tbl` lookups, `T[p0] + 2 T[p1]` and `T[p2] + 2 T[p3]` in
 //! 8 bits (|.| <= 96), then `saddw` and `sshll #2` into 16-bit column lanes.
 
+// Micro-kernels index several register arrays by the same row/column counters.
+#![allow(clippy::needless_range_loop)]
+
 use super::{LutActs, PackedPlanes, G, TILE};
 use crate::formats::QK;
 use crate::variants::w4a8::ROW_CHUNK;

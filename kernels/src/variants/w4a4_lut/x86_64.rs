@@ -3,6 +3,9 @@
 //! column and `vpmaddubsw` by `[1, 2]` / `[4, 8]` folds them into the column's 16-bit lane.
 //! Register-blocked over MR rows x NT tiles.
 
+// Micro-kernels index several register arrays by the same row/column counters.
+#![allow(clippy::needless_range_loop)]
+
 use super::{LutActs, PackedPlanes, G, TILE};
 use crate::formats::QK;
 use crate::variants::w4a8::ROW_CHUNK;

@@ -1,6 +1,9 @@
 //! NEON packed multiplier: `mul v.8h, w.8h, u` (by scalar) on 8 packed lanes (16 columns),
 //! then `tot += p` and `usra hi, p, #8` (shift right and accumulate: `hi += p >> 8`).
 
+// Micro-kernels index several register arrays by the same row/column counters.
+#![allow(clippy::needless_range_loop)]
+
 use super::{PackedActs, PackedW4x2, TILE};
 use crate::formats::QK;
 use crate::variants::w4a8::ROW_CHUNK;

@@ -2,6 +2,9 @@
 //! then `tot += p`, `hi += p >> 8` (module doc). Register-blocked over MR activation rows,
 //! which share each unpacked weight vector.
 
+// Micro-kernels index several register arrays by the same row/column counters.
+#![allow(clippy::needless_range_loop)]
+
 use super::{PackedActs, PackedW4x2, TILE};
 use crate::formats::QK;
 use crate::variants::w4a8::ROW_CHUNK;

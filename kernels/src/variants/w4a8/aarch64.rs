@@ -4,6 +4,9 @@
 //! `vdotq_laneq_s32` is not stable in Rust 1.95) into 32-bit column lanes; without it,
 //! `smull`/`smull2` of the broadcast group, `addp`, `sadalp` (|pair sum| <= 2*15*128).
 
+// Micro-kernels index several register arrays by the same row/column counters.
+#![allow(clippy::needless_range_loop)]
+
 use super::{PackedW4, ROW_CHUNK, TILE};
 use crate::formats::{PaddedActivations, QK};
 use std::arch::aarch64::*;

@@ -5,6 +5,9 @@
 //! column. Only one multiply-port instruction per 32 multiply-adds plus one per block.
 //! Register-blocked MR activation rows x NV 8-column vectors.
 
+// Micro-kernels index several register arrays by the same row/column counters.
+#![allow(clippy::needless_range_loop)]
+
 use super::{PackedW4, ROW_CHUNK, TILE};
 use crate::formats::{PaddedActivations, QK};
 use std::arch::x86_64::*;
