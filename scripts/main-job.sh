@@ -48,8 +48,8 @@ lines = ["# agq main job report", "", "Device: see `device.txt`. Model: see `mod
          "## Perplexity (WikiText-2 raw test, ctx 512, second half of each chunk scored)", "",
          "| plan | ppl | ± | chunks | tokens scored | vs w4a16 |", "|---|---:|---:|---:|---:|---:|"]
 for e in evals:
-    rel = e["ppl"] / base["w4a16"] if "w4a16" in base else float("nan")
-    lines.append(f'| {e["plan"]} | {e["ppl"]:.4f} | {e["ppl_stderr"]:.4f} | {e["chunks"]} | {e["tokens_scored"]} | {rel:.3f}x |')
+    rel = f'{e["ppl"] / base["w4a16"]:.3f}x' if "w4a16" in base else "—"
+    lines.append(f'| {e["plan"]} | {e["ppl"]:.4f} | {e["ppl_stderr"]:.4f} | {e["chunks"]} | {e["tokens_scored"]} | {rel} |')
 lines += ["", "## Throughput (`agq bench`)", "", open(os.path.join(out, "bench.md")).read(),
           "", "## Kernels (quick table; full records in `kernels.json`)", "", "```",
           open(os.path.join(out, "kernels-quick.txt")).read().rstrip(), "```", ""]
