@@ -33,6 +33,13 @@ enum Command {
 }
 
 fn main() {
+    // Like other Unix tools, end quietly when stdout is a closed pipe (`agq kernels | head`)
+    // instead of panicking inside `println!`.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of one signal before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info(a) => cmd::info::run(a),
