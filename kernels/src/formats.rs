@@ -2,6 +2,7 @@
 //! the default model's tensors are used as stored.
 
 use half::f16;
+use rayon::prelude::*;
 use std::borrow::Cow;
 
 /// Values per quantization block (GGUF's QK4_0 / QK4_1 / QK8_0).
@@ -114,9 +115,12 @@ impl QuantizedActivations {
         assert_eq!(x.len(), m * k);
         let qmax = Self::qmax(bits) as f32;
         // Indexed rows rather than `chunks_exact(k)`, which yields nothing when k = 0.
-        let scales = (0..m)
-            .map(|r| x[r * k..(r + 1) * k].iter().fold(0f32, |a, v| a.max(v.abs())) / qmax)
-            .collect::<Vec<_>>();
+        let amax = |r: usize| x[r * k..(r + 1) * k].iter().fold(0f32, |a, v| a.max(v.abs())) / qmax;
+        let scales = if m * k >= PARALLEL_MIN {
+            (0..m).into_par_iter().map(amax).collect::<Vec<_>>()
+        } else {
+            (0..m).map(amax).collect::<Vec<_>>()
+        };
         Self::quantize_with_scales(x, m, k, bits, scales)
     }
 
@@ -129,10 +133,17 @@ impl QuantizedActivations {
         assert_eq!(x.len(), m * k);
         let qmax = Self::qmax(bits) as f32;
         let mut q = vec![0i8; m * k];
-        for r in 0..m {
-            let inv = if scales[r] > 0.0 { 1.0 / scales[r] } else { 0.0 };
-            for c in 0..k {
-                q[r * k + c] = (x[r * k + c] * inv).round().clamp(-qmax, qmax) as i8;
+        if k > 0 {
+            let row = |((out, x), &scale): ((&mut [i8], &[f32]), &f32)| {
+                quantize_row(x, if scale > 0.0 { 1.0 / scale } else { 0.0 }, qmax, out)
+            };
+            // Activation quantization runs serially between parallel matmuls at every site,
+            // so on prefill-sized inputs it is split over rows (rows are independent: the
+            // result does not depend on the thread count).
+            if m * k >= PARALLEL_MIN {
+                q.par_chunks_mut(k).zip(x.par_chunks(k)).zip(scales.par_iter()).for_each(row);
+            } else {
+                q.chunks_mut(k).zip(x.chunks(k)).zip(scales.iter()).for_each(row);
             }
         }
         QuantizedActivations { m, k, bits, q, scales }
@@ -146,6 +157,23 @@ impl QuantizedActivations {
             }
         }
         out
+    }
+}
+
+/// Inputs smaller than this are quantized on the calling thread (a rayon split costs more).
+const PARALLEL_MIN: usize = 1 << 15;
+
+/// `round(x * inv)` clamped to `±qmax`, rounding half away from zero exactly like
+/// `f32::round`, but written so the loop vectorises (`f32::round` is a libm call per element
+/// on baseline x86-64, which made quantization a visible serial cost of every integer site).
+/// Clamping first is equivalent because `qmax` is an integer; NaN becomes 0 as before.
+#[inline]
+fn quantize_row(x: &[f32], inv: f32, qmax: f32, out: &mut [i8]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        let s = (v * inv).clamp(-qmax, qmax);
+        let t = s as i32; // truncates toward zero; |s| <= 127 so `s - t` is exact
+        let f = s - t as f32;
+        *o = (t + (f >= 0.5) as i32 - (f <= -0.5) as i32) as i8;
     }
 }
 

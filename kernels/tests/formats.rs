@@ -80,3 +80,26 @@ fn padded_activations_zero_the_tail_and_sum_blocks() {
         assert_eq!(&p.scales[..], &a.scales[..]);
     })
 }
+
+/// The quantizer's vectorisable rounding must agree exactly with `f32::round` (half away
+/// from zero) then clamping, including ties, NaN, infinities and values far out of range,
+/// on inputs large enough to take the parallel path as well as small ones.
+#[test]
+fn quantization_rounds_exactly_like_f32_round() {
+    let specials = [0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 126.5, -126.5, 127.5, -127.5, 0.49999997, -0.49999997,
+        6.5, -6.5, 7.5, -7.5, 1e30, -1e30, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 0.0, -0.0];
+    for &bits in &[8u8, 4] {
+        let qmax = QuantizedActivations::qmax(bits) as f32;
+        for &m in &[3usize, 200] {
+            let k = 171;
+            let x: Vec<f32> = (0..m * k)
+                .map(|i| if i % 3 == 0 { specials[i / 3 % specials.len()] } else { (i as f32 * 0.37).sin() * 140.0 })
+                .collect();
+            let q = QuantizedActivations::quantize_per_tensor(&x, m, k, bits, 1.0);
+            for (i, (&v, &got)) in x.iter().zip(&q.q).enumerate() {
+                let want = v.round().clamp(-qmax, qmax) as i8;
+                assert_eq!(got, want, "bits {bits}, m {m}, element {i}: x = {v}");
+            }
+        }
+    }
+}
