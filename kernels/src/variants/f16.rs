@@ -97,13 +97,6 @@ impl Prepared for PreparedF16 {
         NR
     }
 
-    fn gemm(&self, a: Act<'_>, cols: Range<usize>, out: &mut [f32]) {
-        let (m, nc) = (a.m(), cols.len());
-        assert_eq!(out.len(), m * nc);
-        // SAFETY: `out` is exactly the m x nc tile, exclusively borrowed.
-        self.gemm_into(a, cols, unsafe { OutTile::new(out.as_mut_ptr(), nc, m, nc) })
-    }
-
     fn gemm_into(&self, a: Act<'_>, cols: Range<usize>, mut out: OutTile<'_>) {
         let Act::F32 { x, m, k } = a else { unreachable!("f16 takes float activations") };
         debug_assert_eq!(k, self.k);

@@ -7,8 +7,8 @@
 //! - `pub fn prepare(isa: Isa, w: &Q4Matrix) -> Result<Box<dyn Prepared>, KernelError>`:
 //!   repack the weights once into whatever layout its kernels want (documented in the module).
 //!   `isa` is guaranteed implemented and available when called through `Matmul`.
-//! - a type implementing [`Prepared`], whose `gemm` computes one column tile (and, to skip a
-//!   copy, `gemm_into`, which writes the tile straight into `y` through an [`OutTile`]).
+//! - a type implementing [`Prepared`], whose `gemm_into` computes one column tile straight
+//!   into its place in `y` through an [`OutTile`].
 //!
 //! Threading: `Matmul::run` calls `prepare_act` once, cuts `0..n` into tiles whose boundaries
 //! depend only on the shape (m, n, k) and `Prepared::col_align`, never on the thread count,
@@ -58,15 +58,11 @@ pub trait Prepared: Send + Sync {
     fn n(&self) -> usize;
     /// Inner dimension.
     fn k(&self) -> usize;
-    /// Tiles passed to `gemm` start at a multiple of this (and are a multiple of it long,
+    /// Tiles passed to `gemm_into` start at a multiple of this (and are a multiple of it long,
     /// except the last, which ends at `n`). Usually the micro-kernel's column width.
     fn col_align(&self) -> usize {
         1
     }
-    /// `out` (row-major `m x cols.len()`, fully overwritten) = rows of `a` times weight rows
-    /// `cols`. Called concurrently from several threads on disjoint tiles.
-    fn gemm(&self, a: Act<'_>, cols: Range<usize>, out: &mut [f32]);
-
     /// Data derived once per `Matmul::run` from the activations (sums, offset codes, lookup
     /// tables) and shared read-only by every tile. Runs before the tiles, inside the caller's
     /// pool (it may use rayon itself).
@@ -79,27 +75,10 @@ pub trait Prepared: Send + Sync {
         self.gemm_into(a, cols, out)
     }
 
-    /// Like `gemm`, but writes the tile straight into its place in `y`. The default goes
-    /// through a scratch tile; a variant may override it to skip the copy.
-    fn gemm_into(&self, a: Act<'_>, cols: Range<usize>, mut out: OutTile<'_>) {
-        TILE_SCRATCH.with_borrow_mut(|buf| {
-            let len = a.m() * cols.len();
-            if buf.len() < len {
-                buf.resize(len, 0.0);
-            }
-            let nc = cols.len();
-            self.gemm(a, cols, &mut buf[..len]);
-            for (r, row) in buf[..len].chunks_exact(nc.max(1)).enumerate() {
-                out.row(r).copy_from_slice(row);
-            }
-        })
-    }
-}
-
-thread_local! {
-    /// Per-thread scratch for `Prepared::gemm_into`'s default (kept between calls; `gemm`
-    /// overwrites it fully, so it is never cleared).
-    static TILE_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The tile `out` (rows `0..m` of `y`, columns `cols`, fully overwritten) = rows of `a`
+    /// times weight rows `cols`, written in place in `y`. Called concurrently from several
+    /// threads on disjoint tiles.
+    fn gemm_into(&self, a: Act<'_>, cols: Range<usize>, out: OutTile<'_>);
 }
 
 /// Columns `cols` of every row of a row-major `m x ld` output, owned exclusively by one task.

@@ -110,13 +110,6 @@ impl Prepared for PreparedW4A16 {
         NR
     }
 
-    fn gemm(&self, a: Act<'_>, cols: Range<usize>, out: &mut [f32]) {
-        let (m, nc) = (a.m(), cols.len());
-        assert_eq!(out.len(), m * nc);
-        // SAFETY: `out` is exactly the m x nc tile, exclusively borrowed.
-        self.gemm_into(a, cols, unsafe { OutTile::new(out.as_mut_ptr(), nc, m, nc) })
-    }
-
     fn prepare_act(&self, a: Act<'_>) -> Option<Box<dyn Any + Send + Sync>> {
         match a {
             Act::F32 { x, m: 1, .. } if self.isa != Isa::Scalar => Some(Box::new(RowPrep::new(x))),

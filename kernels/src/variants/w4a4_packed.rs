@@ -199,9 +199,6 @@ impl Prepared for W4A4Packed {
     fn col_align(&self) -> usize {
         TILE
     }
-    fn gemm(&self, a: Act<'_>, cols: Range<usize>, out: &mut [f32]) {
-        self.gemm_acts(&PackedActs::new(crate::variants::w4a8::prepare_act(a)), cols, out)
-    }
     fn gemm_into(&self, a: Act<'_>, cols: Range<usize>, mut out: OutTile<'_>) {
         assert!(out.m() == a.m() && out.cols() == cols.len());
         let acts = PackedActs::with_buffer(crate::variants::w4a8::prepare_act(a), OFFSET_CODES.take());

@@ -195,9 +195,6 @@ impl Prepared for W4A8 {
     fn col_align(&self) -> usize {
         TILE
     }
-    fn gemm(&self, a: Act<'_>, cols: Range<usize>, out: &mut [f32]) {
-        self.gemm_padded(&prepare_act(a), cols, out)
-    }
     fn gemm_into(&self, a: Act<'_>, cols: Range<usize>, mut out: OutTile<'_>) {
         assert!(out.m() == a.m() && out.cols() == cols.len());
         // SAFETY: an `OutTile` is exclusive m x cols with stride ld.
