@@ -5,26 +5,15 @@ use runtime::gguf::Gguf;
 use runtime::model::{llama, LoadOptions};
 use runtime::plan::exec::{PlanHooks, Prunable};
 use runtime::plan::{presets, WeightFormat};
-use std::path::PathBuf;
-
-fn model_path() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if p.exists() {
-        return Some(p);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{} is missing (run scripts/fetch-model.sh)", p.display());
-    }
-    eprintln!("SKIPPED: {} is missing (run scripts/fetch-model.sh)", p.display());
-    None
-}
+mod a_support;
+use a_support::model_path;
 
 #[test]
 fn quantized_presets_stay_near_float_perplexity() {
     let Some(path) = model_path() else { return };
     let g = Gguf::open(&path).unwrap();
     let tok = runtime::tokenizer::Tokenizer::from_gguf(&g).unwrap();
-    let text = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/wikitext-2-raw-test.txt")).unwrap();
+    let text = std::fs::read_to_string(a_support::data_path("wikitext-2-raw-test.txt")).unwrap();
     let ids = tok.encode(&text[..40_000], false).unwrap();
     let model = llama::load_gguf(&g, LoadOptions::new(WeightFormat::Q4_1)).unwrap();
     let n = model.config.n_layer;

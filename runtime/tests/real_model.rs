@@ -1,37 +1,16 @@
 //! The real SmolLM2-135M model: the known continuation and perplexity on WikiText-2.
-//! Skipped (with a message) when the model or data is missing, failing instead when CI=true.
+//! Skipped (with a message) when the model is missing, failing instead when CI=true.
 
 use runtime::gguf::Gguf;
 use runtime::model::{llama, FloatHooks, LoadOptions, Logits, State};
 use runtime::plan::WeightFormat;
 use runtime::tokenizer::Tokenizer;
-use std::path::PathBuf;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn need(path: &PathBuf) -> bool {
-    if path.exists() {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{} is missing (CI=true requires it; run scripts/fetch-model.sh)", path.display());
-    }
-    eprintln!("skipping: {} not found", path.display());
-    false
-}
-
-fn model_path() -> PathBuf {
-    root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
-}
+mod a_support;
+use a_support::{data_path, model_path};
 
 #[test]
 fn capital_of_france_is_paris_in_both_presets() {
-    let path = model_path();
-    if !need(&path) {
-        return;
-    }
+    let Some(path) = model_path() else { return };
     let g = Gguf::open(&path).unwrap();
     let tk = Tokenizer::from_gguf(&g).unwrap();
     let ids = tk.encode("The capital of France is", false).unwrap();
@@ -58,11 +37,8 @@ fn capital_of_france_is_paris_in_both_presets() {
 /// that change the float summation order, not for a changed protocol or model.
 #[test]
 fn wikitext2_perplexity_first_four_chunks() {
-    let path = model_path();
-    let text_path = root().join("data/wikitext-2-raw-test.txt");
-    if !need(&path) || !need(&text_path) {
-        return;
-    }
+    let Some(path) = model_path() else { return };
+    let text_path = data_path("wikitext-2-raw-test.txt");
     let g = Gguf::open(&path).unwrap();
     let tk = Tokenizer::from_gguf(&g).unwrap();
     let text = runtime::text::read_text_file(&text_path).unwrap();

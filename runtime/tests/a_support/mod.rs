@@ -1,4 +1,5 @@
-//! Shared by helper a's test files: locating the real model and data files.
+//! Shared by the runtime's test files: locating the real model and data files (a missing
+//! model skips locally and fails under CI=true).
 #![allow(dead_code)]
 
 use std::path::PathBuf;
