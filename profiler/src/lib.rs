@@ -4,4 +4,5 @@
 
 pub mod counters;
 pub mod device;
+pub mod profile;
 pub mod stats;
