@@ -30,6 +30,16 @@ enum Command {
     Generate(cmd::generate::Args),
     /// Prefill/decode throughput, llama-bench style (pp512, tg128), per plan and thread count.
     Bench(cmd::bench::Args),
+    /// Per-op latency profile of this device at the model's shapes; --validate / --predict the latency predictor.
+    Profile(cmd::profile::Args),
+    /// Choose per-layer activation bits, kernels and pruning under a perplexity budget (validated, timed).
+    Tune(cmd::tune::Args),
+    /// The main job: fetch the model, profile (or reuse a profile), tune, measure, write the report folder.
+    Auto(cmd::auto::Args),
+    /// Figures (PNG, SVG, CSV) and index.md for one device: profile, plans, Pareto front, validation.
+    Report(cmd::report::Args),
+    /// Several device profiles side by side; spec-sheet devices drawn as predictions.
+    Compare(cmd::compare::Args),
 }
 
 fn main() {
@@ -48,6 +58,11 @@ fn main() {
         Command::Eval(a) => cmd::eval::run(a),
         Command::Generate(a) => cmd::generate::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Profile(a) => cmd::profile::run(a),
+        Command::Tune(a) => cmd::tune::run(a),
+        Command::Auto(a) => cmd::auto::run(a),
+        Command::Report(a) => cmd::report::run(a),
+        Command::Compare(a) => cmd::compare::run(a),
         Command::Plan(a) => cmd::plan::run(a),
         Command::Calibrate(a) => cmd::calibrate::run(a),
     };

@@ -331,6 +331,12 @@ fn fma_loop(isa: Isa, iters: u64) -> f64 {
             black_box(unsafe { x86::fma(iters) });
             iters as f64 * x86::FMA_FLOPS_PER_ITER
         }
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the caller picked an ISA that `is_available`.
+        Isa::Avx512 if isa.is_available() => {
+            black_box(unsafe { x86::fma512(iters) });
+            iters as f64 * x86::FMA512_FLOPS_PER_ITER
+        }
         #[cfg(target_arch = "aarch64")]
         // SAFETY: NEON is detected at run time.
         Isa::Neon if isa.is_available() => {
@@ -353,6 +359,12 @@ fn int8_loop(isa: Isa, iters: u64) -> f64 {
         Isa::Avx2 if isa.is_available() => {
             black_box(unsafe { x86::int8(iters) });
             iters as f64 * x86::INT8_OPS_PER_ITER
+        }
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the caller picked an ISA that `is_available`.
+        Isa::Avx512 if isa.is_available() => {
+            black_box(unsafe { x86::int8_vnni(iters) });
+            iters as f64 * x86::VNNI_OPS_PER_ITER
         }
         #[cfg(target_arch = "aarch64")]
         Isa::Neon if isa.is_available() => {
@@ -457,6 +469,51 @@ mod x86 {
             s = _mm256_add_epi32(s, v);
         }
         _mm256_extract_epi32::<0>(s)
+    }
+
+    /// The FMA loop on 512-bit registers (16 lanes).
+    pub const FMA512_FLOPS_PER_ITER: f64 = (CHAINS * 16 * 2) as f64;
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn fma512(iters: u64) -> f32 {
+        let m = _mm512_set1_ps(0.999_999);
+        let c = _mm512_set1_ps(1e-7);
+        let mut acc = [_mm512_set1_ps(1.0); CHAINS];
+        for _ in 0..iters {
+            for a in acc.iter_mut() {
+                *a = _mm512_fmadd_ps(*a, m, c);
+            }
+        }
+        let mut s = _mm512_setzero_ps();
+        for a in acc {
+            s = _mm512_add_ps(s, a);
+        }
+        _mm512_reduce_add_ps(s)
+    }
+
+    /// AVX-512 VNNI: one `vpdpbusd` is 64 u8 x i8 multiply-adds summed in fours into 16 i32
+    /// lanes, accumulating in place (no widening step), so it is what the VNNI kernels use.
+    /// 12 chains cover its latency (5) x 2 ports.
+    pub const VNNI_OPS_PER_ITER: f64 = (INT8_CHAINS * 64 * 2) as f64;
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn int8_vnni(iters: u64) -> i32 {
+        let w = _mm512_set1_epi8(3);
+        let x = _mm512_set1_epi8(1);
+        let mut acc = [_mm512_setzero_si512(); INT8_CHAINS];
+        for (i, v) in acc.iter_mut().enumerate() {
+            *v = _mm512_set1_epi32(i as i32);
+        }
+        for _ in 0..iters {
+            for v in acc.iter_mut() {
+                *v = _mm512_dpbusd_epi32(*v, w, x);
+            }
+        }
+        let mut s = _mm512_setzero_si512();
+        for v in acc {
+            s = _mm512_add_epi32(s, v);
+        }
+        _mm512_reduce_add_epi32(s)
     }
 }
 

@@ -82,6 +82,14 @@ impl BlockQ4_0 {
 }
 
 impl BlockQ8_0 {
+    /// Symmetric round-to-nearest (GGUF's Q8_0 quantizer): `d = amax / 127`.
+    pub fn quantize(x: &[f32; QK]) -> Self {
+        let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+        BlockQ8_0 { d: f16::from_f32(d), qs: std::array::from_fn(|i| (x[i] * id).round().clamp(-127.0, 127.0) as i8) }
+    }
+
     pub fn dequantize(&self, out: &mut [f32; QK]) {
         let d = self.d.to_f32();
         for (o, &q) in out.iter_mut().zip(&self.qs) {

@@ -9,7 +9,7 @@
 //! output element is computed by one task in a fixed order, so results are bit-identical at
 //! any thread count.
 
-use crate::formats::{BlockQ4_1, QuantizedActivations, QK};
+use crate::formats::{BlockQ4_1, BlockQ8_0, QuantizedActivations, QK};
 use crate::registry::{Isa, Variant};
 use crate::variants::{self, Act, OutTile, Prepared};
 use half::f16;
@@ -101,6 +101,47 @@ impl Q4Matrix {
     }
 }
 
+/// 8-bit weights in canonical Q8_0 blocks (`w = d * q`), `n` rows of `ceil(k / 32)` blocks;
+/// a short last block is padded with code 0.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Q8Matrix {
+    pub n: usize,
+    pub k: usize,
+    pub blocks: Vec<BlockQ8_0>,
+}
+
+impl Q8Matrix {
+    pub fn from_blocks(n: usize, k: usize, blocks: Vec<BlockQ8_0>) -> Result<Self, KernelError> {
+        let want = n * Q4Matrix::blocks_per_row(k);
+        if blocks.len() != want {
+            return Err(KernelError::Shape(format!("{n}x{k} Q8_0 matrix needs {want} blocks, got {}", blocks.len())));
+        }
+        Ok(Q8Matrix { n, k, blocks })
+    }
+
+    /// Round-to-nearest quantization of a row-major `n x k` f32 matrix.
+    pub fn quantize(n: usize, k: usize, w: &[f32]) -> Self {
+        assert_eq!(w.len(), n * k);
+        let bpr = Q4Matrix::blocks_per_row(k);
+        let mut blocks = Vec::with_capacity(n * bpr);
+        for j in 0..n {
+            let row = &w[j * k..(j + 1) * k];
+            for b in 0..bpr {
+                let mut buf = [0f32; QK];
+                let end = ((b + 1) * QK).min(k);
+                buf[..end - b * QK].copy_from_slice(&row[b * QK..end]);
+                blocks.push(BlockQ8_0::quantize(&buf));
+            }
+        }
+        Q8Matrix { n, k, blocks }
+    }
+
+    pub fn row(&self, j: usize) -> &[BlockQ8_0] {
+        let bpr = Q4Matrix::blocks_per_row(self.k);
+        &self.blocks[j * bpr..(j + 1) * bpr]
+    }
+}
+
 /// Activations handed to a matmul: float rows, or integer rows with per-row scales.
 #[derive(Clone, Copy, Debug)]
 pub enum Activations<'a> {
@@ -151,6 +192,12 @@ impl Matmul {
     pub fn new_q4(variant: Variant, isa: Isa, w: &Q4Matrix) -> Result<Self, KernelError> {
         Self::check_isa(variant, isa)?;
         Ok(Self::wrap(variants::prepare(variant, isa, w)?))
+    }
+
+    /// Q8_0 weights used as stored, float activations (`Variant::W8A16`).
+    pub fn new_q8(isa: Isa, w: &Q8Matrix) -> Result<Self, KernelError> {
+        Self::check_isa(Variant::W8A16, isa)?;
+        Ok(Self::wrap(Box::new(variants::w8a16::PreparedW8A16::new(isa, w))))
     }
 
     /// `new_q4` on the fastest ISA this CPU runs the variant on (see `registry::best_isa`).

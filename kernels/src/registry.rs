@@ -11,6 +11,9 @@ pub enum Variant {
     F16,
     /// Q4_1 weights x f32 activations: weight-only quantization.
     W4A16,
+    /// Q8_0 weights x f32 activations: a matrix stored in GGUF Q8_0 (SmolLM2's tied
+    /// embedding / LM head) used as stored.
+    W8A16,
     /// Q4_1 weights x INT8 activations.
     W4A8,
     /// Q4_1 weights x INT4 activations, the paper's SIMD 4-bit multiplier.
@@ -22,9 +25,10 @@ pub enum Variant {
 }
 
 impl Variant {
-    pub const ALL: [Variant; 6] = [
+    pub const ALL: [Variant; 7] = [
         Variant::F16,
         Variant::W4A16,
+        Variant::W8A16,
         Variant::W4A8,
         Variant::W4A4Packed,
         Variant::W4A4Widen,
@@ -35,6 +39,7 @@ impl Variant {
         match self {
             Variant::F16 => "f16",
             Variant::W4A16 => "w4a16",
+            Variant::W8A16 => "w8a16",
             Variant::W4A8 => "w4a8",
             Variant::W4A4Packed => "w4a4-packed",
             Variant::W4A4Widen => "w4a4-widen",
@@ -45,7 +50,7 @@ impl Variant {
     /// Activation bits this variant consumes (16 = float).
     pub fn activation_bits(self) -> u8 {
         match self {
-            Variant::F16 | Variant::W4A16 => 16,
+            Variant::F16 | Variant::W4A16 | Variant::W8A16 => 16,
             Variant::W4A8 => 8,
             Variant::W4A4Packed | Variant::W4A4Widen | Variant::W4A4Lut => 4,
         }
@@ -73,16 +78,22 @@ impl FromStr for Variant {
 pub enum Isa {
     Scalar,
     Avx2,
+    /// AVX-512 F/BW/VL with VNNI (`vpdpbusd`), on top of AVX2/FMA/F16C (Ice Lake, Sapphire /
+    /// Emerald Rapids, Zen 4+). Variants without 512-bit code of their own are not listed.
+    Avx512,
     Neon,
 }
 
 impl Isa {
-    pub const ALL: [Isa; 3] = [Isa::Scalar, Isa::Avx2, Isa::Neon];
+    pub const ALL: [Isa; 4] = [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon];
+    /// Fastest first: what `best` and `best_isa` try in order.
+    const BY_SPEED: [Isa; 3] = [Isa::Avx512, Isa::Avx2, Isa::Neon];
 
     pub fn name(self) -> &'static str {
         match self {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
             Isa::Neon => "neon",
         }
     }
@@ -97,6 +108,14 @@ impl Isa {
                     && is_x86_feature_detected!("fma")
                     && is_x86_feature_detected!("f16c")
             }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => {
+                Isa::Avx2.is_available()
+                    && is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx512bw")
+                    && is_x86_feature_detected!("avx512vl")
+                    && is_x86_feature_detected!("avx512vnni")
+            }
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
             #[allow(unreachable_patterns)]
@@ -106,7 +125,7 @@ impl Isa {
 
     /// The fastest ISA this CPU supports.
     pub fn best() -> Isa {
-        [Isa::Avx2, Isa::Neon].into_iter().find(|i| i.is_available()).unwrap_or(Isa::Scalar)
+        Isa::BY_SPEED.into_iter().find(|i| i.is_available()).unwrap_or(Isa::Scalar)
     }
 }
 
@@ -122,7 +141,7 @@ pub fn available() -> Vec<(Variant, Isa)> {
 
 /// The fastest ISA this CPU runs `variant` on (scalar when nothing else is implemented).
 pub fn best_isa(variant: Variant) -> Isa {
-    [Isa::Avx2, Isa::Neon]
+    Isa::BY_SPEED
         .into_iter()
         .find(|&i| crate::variants::implemented(variant, i) && i.is_available())
         .unwrap_or(Isa::Scalar)
@@ -140,6 +159,6 @@ impl FromStr for Isa {
         Isa::ALL
             .into_iter()
             .find(|i| i.name() == s)
-            .ok_or_else(|| format!("unknown ISA `{s}` (known: scalar, avx2, neon)"))
+            .ok_or_else(|| format!("unknown ISA `{s}` (known: scalar, avx2, avx512, neon)"))
     }
 }

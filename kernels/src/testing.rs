@@ -10,8 +10,8 @@
 //! underflow of tiny products. Kernels are compared with the exact f64 result, not with each
 //! other's rounding; comparing two kernels uses twice the bound.
 
-use crate::formats::{BlockQ4_1, QuantizedActivations, QK};
-use crate::matmul::Q4Matrix;
+use crate::formats::{BlockQ4_1, BlockQ8_0, QuantizedActivations, QK};
+use crate::matmul::{Q4Matrix, Q8Matrix};
 use half::f16;
 use proptest::prelude::*;
 
@@ -166,6 +166,47 @@ pub fn q4_matrix(n: usize, k: usize) -> impl Strategy<Value = Q4Matrix> {
     })
 }
 
+/// A Q8_0 block: codes over the full range (±127, -128 and 0 included), `d` covering zero,
+/// tiny, negative and large.
+pub fn q8_block(rng: &mut Rng) -> BlockQ8_0 {
+    let d = match rng.next_u64() % 9 {
+        0..=5 => rng.uniform(-2.0, 2.0),
+        6 => 0.0,
+        7 => rng.uniform(-1e-5, 1e-5),
+        _ => [1000.0, -1000.0][(rng.next_u64() % 2) as usize],
+    };
+    let qs = std::array::from_fn(|_| match rng.next_u64() % 8 {
+        0 => 127,
+        1 => -128,
+        2 => 0,
+        _ => rng.next_u64() as i8,
+    });
+    BlockQ8_0 { d: f16::from_f32(d), qs }
+}
+
+/// An `n x k` Q8_0 matrix of random blocks (codes past `k` are random: never read).
+pub fn q8_matrix(n: usize, k: usize) -> impl Strategy<Value = Q8Matrix> {
+    any::<u64>().prop_map(move |seed| {
+        let mut rng = Rng::new(seed);
+        let blocks = (0..n * Q4Matrix::blocks_per_row(k)).map(|_| q8_block(&mut rng)).collect();
+        Q8Matrix::from_blocks(n, k, blocks).expect("block count")
+    })
+}
+
+/// Weights of a Q8_0 matrix exactly as f64 (`d·q`) and their magnitudes.
+pub fn q8_dense_f64(w: &Q8Matrix) -> (Vec<f64>, Vec<f64>) {
+    let mut out = vec![0f64; w.n * w.k];
+    for j in 0..w.n {
+        for (b, blk) in w.row(j).iter().enumerate() {
+            for i in 0..QK.min(w.k - b * QK) {
+                out[j * w.k + b * QK + i] = blk.d.to_f64() * blk.qs[i] as f64;
+            }
+        }
+    }
+    let abs = out.iter().map(|v| v.abs()).collect();
+    (out, abs)
+}
+
 /// `m x k` integer activations with `bits` (8 or 4): codes over the full symmetric range
 /// (extremes ±qmax and 0 frequent), positive per-row scales in [1e-4, 10).
 pub fn int_activations(m: usize, k: usize, bits: u8) -> impl Strategy<Value = QuantizedActivations> {
@@ -230,6 +271,10 @@ macro_rules! per_isa {
             #[test]
             fn avx2() {
                 __per_isa_run($crate::Isa::Avx2)
+            }
+            #[test]
+            fn avx512() {
+                __per_isa_run($crate::Isa::Avx512)
             }
             #[test]
             fn neon() {

@@ -49,8 +49,8 @@ fn best_isa_is_available_and_simd_where_the_cpu_has_it() {
         let isa = best_isa(v);
         assert!(available().contains(&(v, isa)), "best {isa} for {v} not in available()");
     }
-    for v in [Variant::F16, Variant::W4A16] {
-        let want = [Isa::Avx2, Isa::Neon].into_iter().find(|i| i.is_available()).unwrap_or(Isa::Scalar);
+    for v in [Variant::F16, Variant::W4A16, Variant::W8A16, Variant::W4A8] {
+        let want = [Isa::Avx512, Isa::Avx2, Isa::Neon].into_iter().find(|i| i.is_available()).unwrap_or(Isa::Scalar);
         assert_eq!(best_isa(v), want, "{v}");
     }
 }
@@ -58,6 +58,12 @@ fn best_isa_is_available_and_simd_where_the_cpu_has_it() {
 #[test]
 fn unavailable_isa_is_a_typed_error() {
     let other = if cfg!(target_arch = "x86_64") { Isa::Neon } else { Isa::Avx2 };
+    // And a SIMD ISA that is not implemented for a variant at all.
+    if Isa::Avx512.is_available() {
+        let w = Q4Matrix::quantize(4, 32, &noise(128, 1));
+        let v = Variant::W4A4Lut;
+        assert_eq!(Matmul::new_q4(v, Isa::Avx512, &w).unwrap_err(), KernelError::Unsupported { variant: v, isa: Isa::Avx512 });
+    }
     let w = Q4Matrix::quantize(4, 32, &noise(128, 1));
     for v in Variant::ALL {
         let err = Matmul::new_q4(v, other, &w).unwrap_err();

@@ -63,3 +63,30 @@ fn wrong_weight_count_is_a_shape_error() {
     let err = Matmul::new_f16(Isa::Scalar, 3, 4, &[0.0; 11]).unwrap_err();
     assert!(matches!(err, kernels::KernelError::Shape(_)), "{err}");
 }
+
+/// The AVX-512 GEMM runs the AVX2 kernel's operations in the same order per output (one FMA
+/// chain in increasing k), so the two agree bit for bit; the same holds for w4a16 and w8a16,
+/// whose GEMMs feed the same drivers. (GEMVs differ: they sum per group or over 8 k-lanes.)
+#[test]
+fn avx512_gemm_equals_avx2_bit_for_bit() {
+    if !Isa::Avx512.is_available() {
+        eprintln!("avx512_gemm_equals_avx2_bit_for_bit: skipped: no AVX-512 here");
+        return;
+    }
+    let s = prop_oneof![shape(), big_shape()].prop_filter("GEMM", |s| s.0 > 1);
+    check(60, inputs(s), |((m, n, k), x, w)| {
+        let q4 = kernels::Q4Matrix::quantize(n, k, &w);
+        let q8 = kernels::Q8Matrix::quantize(n, k, &w);
+        let run = |mm: Matmul| {
+            let mut y = vec![f32::NAN; m * n];
+            mm.run(Activations::F32 { x: &x, m }, &mut y);
+            y.into_iter().map(f32::to_bits).collect::<Vec<_>>()
+        };
+        for v in [Variant::F16, Variant::W4A16] {
+            let (a, b) = (Matmul::new_q4(v, Isa::Avx2, &q4).unwrap(), Matmul::new_q4(v, Isa::Avx512, &q4).unwrap());
+            assert!(run(a) == run(b), "{v} m={m} n={n} k={k}");
+        }
+        let (a, b) = (Matmul::new_q8(Isa::Avx2, &q8).unwrap(), Matmul::new_q8(Isa::Avx512, &q8).unwrap());
+        assert!(run(a) == run(b), "w8a16 m={m} n={n} k={k}");
+    })
+}

@@ -118,7 +118,7 @@ fn all_paths_equal_scalar_on_exact_inputs() {
         let p = PaddedActivations::new(&a);
         let mut want = vec![0f32; a.m * w.n];
         W4A8::new(Variant::W4A8, Isa::Scalar, &w).unwrap().gemm_padded(&p, 0..w.n, &mut want);
-        for isa in [Isa::Avx2, Isa::Neon].into_iter().filter(|i| i.is_available()) {
+        for isa in [Isa::Avx2, Isa::Avx512, Isa::Neon].into_iter().filter(|i| i.is_available()) {
             for kern in [W4A8::new(Variant::W4A8, isa, &w).unwrap(), W4A8::new(Variant::W4A8, isa, &w).unwrap().without_dotprod()] {
                 let mut y = vec![0f32; a.m * w.n];
                 kern.gemm_padded(&p, 0..w.n, &mut y);

@@ -21,20 +21,26 @@ pub struct DeviceFingerprint {
     pub slug: String,
     /// Rust's name for the target architecture (`x86_64`, `aarch64`).
     pub arch: String,
+    #[serde(default)]
     pub cpu: CpuInfo,
     /// CPUs this process may run on.
     pub logical_cores: usize,
     pub physical_cores: Option<usize>,
     /// Kernel-relevant ISA features for this architecture, each detected at run time.
+    #[serde(default)]
     pub features: BTreeMap<String, bool>,
     /// Kernel ISAs (`kernels::Isa`) this CPU can run, best last.
+    #[serde(default)]
     pub kernel_isas: Vec<String>,
+    #[serde(default)]
     pub caches: Vec<CacheInfo>,
     pub memory_bytes: Option<u64>,
+    #[serde(default)]
     pub os: OsInfo,
     pub cpu_mhz: Option<f64>,
     /// Where `cpu_mhz` came from (a VM's /proc/cpuinfo often shows a nominal value).
     pub cpu_mhz_source: Option<String>,
+    #[serde(default)]
     pub counters: Vec<CounterStatus>,
     /// Probes that failed or found odd data.
     #[serde(default)]
@@ -97,7 +103,7 @@ impl DeviceFingerprint {
             Some((mhz, src)) => (Some(mhz), Some(src)),
             None => (None, None),
         };
-        let kernel_isas = [Isa::Scalar, Isa::Neon, Isa::Avx2]
+        let kernel_isas = [Isa::Scalar, Isa::Neon, Isa::Avx2, Isa::Avx512]
             .into_iter()
             .filter(|i| i.is_available())
             .map(|i| i.name().to_string())

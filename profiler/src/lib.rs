@@ -4,5 +4,11 @@
 
 pub mod counters;
 pub mod device;
+pub mod measure;
+pub mod predict;
 pub mod profile;
+pub mod run;
 pub mod stats;
+pub mod synthetic;
+pub mod validate;
+pub mod workbench;

@@ -9,7 +9,6 @@ use runtime::model::{llama, FloatHooks, Hooks, KvCache, LoadOptions, Logits, Mod
 use runtime::plan::exec::{PlanHooks, Prunable};
 use runtime::plan::{presets, Plan, SoftmaxMode, WeightFormat};
 use runtime::prune::PruneState;
-use runtime::quant::softmax;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -140,13 +139,40 @@ fn reference(g: &Gguf, m: &Model, plan: &Plan, toks: &[u32], prunable: std::ops:
                 s.iter_mut().for_each(|v| *v /= sum);
                 sink[r] += s[0];
                 if lp.softmax == SoftmaxMode::Log2x4 {
-                    softmax::fake_quantize_log2(&mut s);
+                    // 4-bit log2 codes, renormalized to sum 1.
+                    for p in s.iter_mut() {
+                        let e = -(*p as f64).log2();
+                        *p = if e >= 16.0 { 0.0 } else { (-(e.round().min(15.0))).exp2() as f32 };
+                    }
+                    let t: f32 = s.iter().sum();
+                    s.iter_mut().for_each(|v| *v /= t);
+                }
+                // INT8 P·V: V rows as codes · scale; weights p · scale as 16-bit codes with one
+                // scale (max / 32767) per block of 32 keys.
+                let vrow = |j: usize| {
+                    let mut v = vs[j][kh * hd..(kh + 1) * hd].to_vec();
+                    let sv = v.iter().fold(0f32, |a, x| a.max(x.abs())) / 127.0;
+                    fq(&mut v, 8);
+                    let codes: Vec<f32> = v.iter().map(|x| if sv > 0.0 { (x / sv).round() } else { 0.0 }).collect();
+                    (codes, sv)
+                };
+                if lp.pv.bits == 8 {
+                    let rows: Vec<(Vec<f32>, f32)> = (0..s.len()).map(vrow).collect();
+                    let w: Vec<f32> = s.iter().zip(&rows).map(|(p, r)| p * r.1).collect();
+                    for (b, blk) in w.chunks(32).enumerate() {
+                        let max = blk.iter().fold(0f32, |a, &x| a.max(x));
+                        for (i, &wj) in blk.iter().enumerate() {
+                            let wq = if max > 0.0 { (wj / max * 32767.0).round() * (max / 32767.0) } else { 0.0 };
+                            let codes = &rows[b * 32 + i].0;
+                            for (o, c) in attn_out[r][h * hd..(h + 1) * hd].iter_mut().zip(codes) {
+                                *o += wq * c;
+                            }
+                        }
+                    }
+                    continue;
                 }
                 for (j, p) in s.iter().enumerate() {
-                    let mut v = vs[j][kh * hd..(kh + 1) * hd].to_vec();
-                    if lp.pv.bits == 8 {
-                        fq(&mut v, 8);
-                    }
+                    let v = vs[j][kh * hd..(kh + 1) * hd].to_vec();
                     for (o, vv) in attn_out[r][h * hd..(h + 1) * hd].iter_mut().zip(&v) {
                         *o += p * vv;
                     }
@@ -210,19 +236,23 @@ fn presets_match_the_reference() {
     let f = fixture(4);
     let toks = tokens(24, 320);
     let float = run(&f, &toks, &FloatHooks, Logits::All).1;
-    for name in ["w4a16", "w4a8", "w4a4", "agile8", "agile4"] {
+    // agile presets run with and without their log2 softmax (each path of P·V checked).
+    for (name, log2) in [("w4a16", false), ("w4a8", false), ("w4a4", false), ("agile8", false), ("agile8", true), ("agile4", false), ("agile4", true)] {
         let mut plan = presets::preset(name, 4).unwrap();
         if name.starts_with("agile") {
             // Prune harder than the preset so that 24 tokens lose some.
             for l in &mut plan.layers[1..] {
                 l.prune = 0.2;
             }
+            if !log2 {
+                plan.layers.iter_mut().for_each(|l| l.softmax = SoftmaxMode::F32);
+            }
         }
         let (rows, got, cache) = run(&f, &toks, &hooks(&f, &plan, Prunable::All), Logits::All);
         let (want_rows, want, lens) = reference(&f.g, &f.model, &plan, &toks, 0..toks.len());
         assert_eq!(rows, want_rows, "{name}: surviving tokens");
         let err = max_rel(&got, &want);
-        eprintln!("{name}: {} of {} tokens survive, max rel. diff to reference {err:.2e}", rows.len(), toks.len());
+        eprintln!("{name} (log2 {log2}): {} of {} tokens survive, max rel. diff to reference {err:.2e}", rows.len(), toks.len());
         assert!(err < 2e-3, "{name}: logits differ from the reference by {err}");
         let cache_lens: Vec<usize> = cache.layers.iter().map(|l| l.len()).collect();
         assert_eq!(cache_lens, lens, "{name}: per-layer cache lengths");

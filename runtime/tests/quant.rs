@@ -317,3 +317,22 @@ fn pv_with_log2_codes_equals_pv_with_quantized_probs() {
     assert_eq!(v2.row(1), v.row(3));
     assert_eq!(v2.scales[2], v.scales[8]);
 }
+
+proptest! {
+    /// The branch-free batch form equals the per-value codes, renormalized to sum 1.
+    #[test]
+    fn log2_normalized_is_codes_then_renormalized(p in prop::collection::vec(prop_oneof![
+        Just(0f32), Just(1f32), Just(f32::NAN), Just(2f32.powi(-16)), Just(1.4142135f32 / 4.0), Just(1.4142136f32 / 4.0),
+        0f32..1.0, 0f32..1e-4, 1e-6f32..1e-3], 1..80)) {
+        let mut want = p.clone();
+        softmax::fake_quantize_log2(&mut want);
+        let total: f32 = want.iter().sum();
+        if total > 0.0 {
+            let inv = 1.0 / total;
+            want.iter_mut().for_each(|v| *v *= inv);
+        }
+        let mut got = p.clone();
+        softmax::quantize_log2_normalized(&mut got);
+        prop_assert_eq!(got, want);
+    }
+}

@@ -123,7 +123,8 @@ pub struct Record {
     pub runs_per_sample: usize,
     /// 2·M·N·K / median seconds / 1e9.
     pub gops: f64,
-    /// f16 median time / this median time, same ISA, shape, M and threads in this run:
+    /// f16 median time / this median time, same shape, M and threads in this run, f16 on the
+    /// same ISA (or its fastest measured ISA where f16 has no path on this one, e.g. AVX-512):
     /// above 1 means faster than the f16 baseline. Absent when f16 was not run alongside.
     pub ratio_vs_f16: Option<f64>,
     /// Which ceiling `ceiling_share` is relative to: `mem-read` (M = 1: weight bytes / time),
@@ -429,6 +430,7 @@ fn progress(len: u64, what: &'static str) -> ProgressBar {
 fn weight_bytes(variant: Variant, s: Shape) -> usize {
     match variant {
         Variant::F16 => s.n * s.k * 2,
+        Variant::W8A16 => s.n * Q4Matrix::blocks_per_row(s.k) * std::mem::size_of::<kernels::BlockQ8_0>(),
         _ => s.n * Q4Matrix::blocks_per_row(s.k) * std::mem::size_of::<BlockQ4_1>(),
     }
 }
@@ -457,7 +459,14 @@ fn records(cases: &[Case], pairs: &[(Variant, Isa)], ceilings: &[CeilingRecord])
             } else {
                 ("int8", ceil.map(|x| gops / x.int8_gops.median))
             };
-            let f16 = medians.get(&(Variant::F16, isa, c.shape, c.m, c.threads));
+            // f16 on the same ISA; where f16 has no such path (AVX-512), the fastest f16 measured.
+            let f16 = medians.get(&(Variant::F16, isa, c.shape, c.m, c.threads)).or_else(|| {
+                medians
+                    .iter()
+                    .filter(|((v, _, sh, m, t), _)| *v == Variant::F16 && *sh == c.shape && *m == c.m && *t == c.threads)
+                    .map(|(_, t)| t)
+                    .min_by(|a, b| a.total_cmp(b))
+            });
             Some(Record {
                 variant: variant.to_string(),
                 isa: isa.to_string(),
@@ -539,7 +548,7 @@ fn print_human(device: &DeviceFingerprint, ceilings: &[CeilingRecord], records: 
     if !skipped.is_empty() {
         println!("\nskipped {} scalar cases above 2^30 multiply-adds (--no-skip runs them)", skipped.len());
     }
-    println!("\nx f16 = f16 median time / this median time (same ISA, shape, M, threads; >1 is faster).");
+    println!("\nx f16 = f16 median time / this median time (same shape, M, threads; f16 on the same ISA, or its fastest one where f16 has no path on this ISA; >1 is faster).");
     println!("share = GOPS / ceiling (f32-fma, int8) or weight bytes per second / read bandwidth (mem-read,");
     println!("M = 1; above 100% when the weights are served from cache).");
 }

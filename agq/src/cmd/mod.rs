@@ -8,3 +8,8 @@ pub mod eval;
 pub mod generate;
 pub mod calibrate;
 pub mod bench;
+pub mod profile;
+pub mod tune;
+pub mod auto;
+pub mod report;
+pub mod compare;

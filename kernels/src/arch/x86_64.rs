@@ -215,3 +215,134 @@ impl AlignedBuf {
         self.data.as_mut_ptr() as *mut f32
     }
 }
+
+/// Activation rows per AVX-512 micro-kernel call: 12 rows x 2 panels = 24 zmm accumulators,
+/// 2 weight registers and a broadcast (27 of 32); 13 loads per 24 FMAs.
+const MR512: usize = 12;
+
+/// `gemm` on 512-bit registers: the same blocking and panel buffer, one zmm per 16-column
+/// panel slice, two panels per micro-kernel call. Each output element is still one FMA
+/// chain in increasing `k` (same operations in the same order as the AVX2 kernel), so the
+/// results equal `gemm`'s bit for bit.
+///
+/// # Safety
+/// The CPU supports AVX-512 F/VL, AVX2, FMA and F16C; `out` is valid for that tile.
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
+pub unsafe fn gemm512<P: Panels>(src: &P, x: &[f32], m: usize, k: usize, cols: Range<usize>, out: *mut f32, ldc: usize) {
+    assert!(x.len() >= m * k && cols.start.is_multiple_of(NR) && ldc >= cols.len());
+    if k == 0 {
+        for r in 0..m {
+            std::ptr::write_bytes(out.add(r * ldc), 0, cols.len());
+        }
+        return;
+    }
+    let kc_max = k.div_ceil(k.div_ceil(KC));
+    let width = (cols.len().div_ceil(NR) * NR).min(NC);
+    PANEL_BUF.with_borrow_mut(|buf| blocked512(src, x, m, k, kc_max, cols, out, ldc, buf.get(kc_max * width)))
+}
+
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn blocked512<P: Panels>(
+    src: &P,
+    x: &[f32],
+    m: usize,
+    k: usize,
+    kc_max: usize,
+    cols: Range<usize>,
+    out: *mut f32,
+    ldc: usize,
+    buf: *mut f32,
+) {
+    let mut n0 = cols.start;
+    while n0 < cols.end {
+        let n1 = (n0 + NC).min(cols.end);
+        let panels = (n0 / NR)..n1.div_ceil(NR);
+        let np = panels.len();
+        let mut k0 = 0;
+        while k0 < k {
+            let k1 = (k0 + kc_max).min(k);
+            let kc = k1 - k0;
+            for (i, p) in panels.clone().enumerate() {
+                src.fill(p, k0, k1, buf.add(i * kc * NR));
+            }
+            let mut m0 = 0;
+            while m0 < m {
+                let m1 = (m0 + MC).min(m);
+                let mut i = 0;
+                while i < np {
+                    let v = if i + 1 < np { 2 } else { 1 };
+                    let b = buf.add(i * kc * NR);
+                    let j0 = (panels.start + i) * NR;
+                    let ncols = (cols.end - j0).min(v * NR);
+                    let c_col = j0 - cols.start;
+                    let mut r = m0;
+                    while r < m1 {
+                        let rows = (m1 - r).min(MR512);
+                        let a = x.as_ptr().add(r * k + k0);
+                        let c = out.add(r * ldc + c_col);
+                        let acc = k0 > 0;
+                        macro_rules! go {
+                            ($($r:literal),*) => {
+                                match (rows, v) {
+                                    $(($r, 2) => micro512::<$r, 2>(kc, a, k, b, c, ldc, acc, ncols),
+                                      ($r, _) => micro512::<$r, 1>(kc, a, k, b, c, ldc, acc, ncols),)*
+                                    _ => unreachable!(),
+                                }
+                            };
+                        }
+                        go!(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12);
+                        r += rows;
+                    }
+                    i += v;
+                }
+                m0 = m1;
+            }
+            k0 = k1;
+        }
+        n0 = n1;
+    }
+}
+
+/// `R x 16V` block of `c` (+)= `a` (`R x kc`, row stride `lda`) times `V` panel slices at
+/// `b` (each `kc x 16`, consecutive). Only the first `ncols` columns of `c` are touched.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn micro512<const R: usize, const V: usize>(
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    ncols: usize,
+) {
+    let masks: [u16; V] = std::array::from_fn(|v| {
+        let n = ncols.saturating_sub(v * NR).min(NR);
+        ((1u32 << n) - 1) as u16
+    });
+    let mut acc = [[_mm512_setzero_ps(); V]; R];
+    if accumulate {
+        for (r, row) in acc.iter_mut().enumerate() {
+            for v in 0..V {
+                row[v] = _mm512_maskz_loadu_ps(masks[v], c.add(r * ldc + v * NR));
+            }
+        }
+    }
+    let bs: [*const f32; V] = std::array::from_fn(|v| b.add(v * kc * NR));
+    for kk in 0..kc {
+        let w: [__m512; V] = std::array::from_fn(|v| _mm512_loadu_ps(bs[v].add(kk * NR)));
+        for (r, row) in acc.iter_mut().enumerate() {
+            let av = _mm512_set1_ps(*a.add(r * lda + kk));
+            for v in 0..V {
+                row[v] = _mm512_fmadd_ps(av, w[v], row[v]);
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        for v in 0..V {
+            _mm512_mask_storeu_ps(c.add(r * ldc + v * NR), masks[v], row[v]);
+        }
+    }
+}

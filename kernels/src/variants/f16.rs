@@ -8,6 +8,8 @@
 //!   for every activation row by a register-blocked micro-kernel (rows x 16 columns).
 //! - GEMV (m = 1): the f16 panel is streamed, converted on the fly, with several
 //!   independent accumulators.
+//!
+//! AVX-512 runs both on 512-bit registers (one zmm per 16-column k-slice).
 
 use crate::matmul::{KernelError, Q4Matrix};
 use crate::registry::{Isa, Variant};
@@ -22,6 +24,7 @@ pub fn implemented(isa: Isa) -> bool {
     match isa {
         Isa::Scalar => true,
         Isa::Avx2 => cfg!(target_arch = "x86_64"),
+        Isa::Avx512 => cfg!(target_arch = "x86_64"),
         Isa::Neon => cfg!(target_arch = "aarch64"),
     }
 }
@@ -108,6 +111,9 @@ impl Prepared for PreparedF16 {
             // `out` is an exclusive m x cols tile with stride `ld`.
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => unsafe { avx2::gemm(self, x, m, cols, out.as_mut_ptr(), out.ld()) },
+            // SAFETY: as above; Avx512 implies AVX2, FMA and F16C.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { avx2::gemm512(self, x, m, cols, out.as_mut_ptr(), out.ld()) },
             // SAFETY: as above, for NEON.
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => unsafe { neon::gemm(self, x, m, cols, out.as_mut_ptr(), out.ld()) },
@@ -160,6 +166,63 @@ mod avx2 {
             gemv(w, x, cols, out)
         } else {
             arch::gemm(w, x, m, w.k, cols, out, ldc)
+        }
+    }
+
+    /// AVX-512: the GEMM on 512-bit registers; the GEMV one zmm per 16-column `k` slice.
+    ///
+    /// # Safety
+    /// AVX-512 F/VL, AVX2, FMA and F16C are available.
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
+    pub unsafe fn gemm512(w: &PreparedF16, x: &[f32], m: usize, cols: Range<usize>, out: *mut f32, ldc: usize) {
+        if m == 1 {
+            gemv512(w, x, cols, out)
+        } else {
+            arch::gemm512(w, x, m, w.k, cols, out, ldc)
+        }
+    }
+
+    /// One activation row, two panels at a time (two independent weight streams, which
+    /// keeps more loads in flight), 4 `k` steps each (8 zmm accumulators).
+    #[allow(clippy::needless_range_loop)]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
+    unsafe fn gemv512(w: &PreparedF16, x: &[f32], cols: Range<usize>, out: *mut f32) {
+        let (k, x) = (w.k, x.as_ptr());
+        assert!(w.panels.len() >= cols.end.div_ceil(NR) * k * NR);
+        let (p0, p1) = (cols.start / NR, cols.end.div_ceil(NR));
+        let mut p = p0;
+        while p < p1 {
+            let np = (p1 - p).min(2);
+            let src = [w.panel(p).as_ptr() as *const __m256i, w.panel(p + np - 1).as_ptr() as *const __m256i];
+            let mut acc = [[_mm512_setzero_ps(); 4]; 2];
+            macro_rules! step {
+                ($kk:expr, $u:expr) => {{
+                    let xv = _mm512_set1_ps(*x.add($kk));
+                    for v in 0..2 {
+                        let wv = _mm512_cvtph_ps(_mm256_loadu_si256(src[v].add($kk)));
+                        acc[v][$u] = _mm512_fmadd_ps(xv, wv, acc[v][$u]);
+                    }
+                }};
+            }
+            let mut kk = 0;
+            while kk + 4 <= k {
+                for u in 0..4 {
+                    step!(kk + u, u);
+                }
+                kk += 4;
+            }
+            // A constant index: a dynamic one would keep `acc` in memory.
+            while kk < k {
+                step!(kk, 0);
+                kk += 1;
+            }
+            for v in 0..np {
+                let s = _mm512_add_ps(_mm512_add_ps(acc[v][0], acc[v][1]), _mm512_add_ps(acc[v][2], acc[v][3]));
+                let j0 = (p + v) * NR;
+                let ncols = (cols.end - j0).min(NR);
+                _mm512_mask_storeu_ps(out.add(j0 - cols.start), ((1u32 << ncols) - 1) as u16, s);
+            }
+            p += np;
         }
     }
 

@@ -25,6 +25,7 @@ use std::ops::Range;
 
 pub mod f16;
 pub mod w4a16;
+pub mod w8a16;
 pub mod w4a8;
 pub mod w4a4_widen;
 pub mod w4a4_packed;
@@ -129,6 +130,7 @@ pub fn implemented(variant: Variant, isa: Isa) -> bool {
     match variant {
         Variant::F16 => f16::implemented(isa),
         Variant::W4A16 => w4a16::implemented(isa),
+        Variant::W8A16 => w8a16::implemented(isa),
         Variant::W4A8 => w4a8::implemented(isa),
         Variant::W4A4Widen => w4a4_widen::implemented(isa),
         Variant::W4A4Packed => w4a4_packed::implemented(isa),
@@ -141,6 +143,8 @@ pub fn prepare(variant: Variant, isa: Isa, w: &Q4Matrix) -> Result<Box<dyn Prepa
     match variant {
         Variant::F16 => Ok(Box::new(f16::PreparedF16::from_q4(isa, w))),
         Variant::W4A16 => w4a16::prepare(isa, w),
+        // Tools time every variant on Q4 weights: requantize them (round-to-nearest Q8_0).
+        Variant::W8A16 => Ok(Box::new(w8a16::PreparedW8A16::new(isa, &crate::matmul::Q8Matrix::quantize(w.n, w.k, &w.dequantize())))),
         Variant::W4A8 => w4a8::prepare(isa, w),
         Variant::W4A4Widen => w4a4_widen::prepare(isa, w),
         Variant::W4A4Packed => w4a4_packed::prepare(isa, w),

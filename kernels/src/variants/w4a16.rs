@@ -49,6 +49,7 @@ pub fn implemented(isa: Isa) -> bool {
     match isa {
         Isa::Scalar => true,
         Isa::Avx2 => cfg!(target_arch = "x86_64"),
+        Isa::Avx512 => cfg!(target_arch = "x86_64"),
         Isa::Neon => cfg!(target_arch = "aarch64"),
     }
 }
@@ -112,7 +113,7 @@ impl Prepared for PreparedW4A16 {
 
     fn prepare_act(&self, a: Act<'_>) -> Option<Box<dyn Any + Send + Sync>> {
         match a {
-            Act::F32 { x, m: 1, .. } if self.isa != Isa::Scalar => Some(Box::new(RowPrep::new(x))),
+            Act::F32 { x, m: 1, .. } if self.isa != Isa::Scalar => Some(Box::new(RowPrep::new(x, self.isa == Isa::Avx512))),
             _ => None,
         }
     }
@@ -140,6 +141,16 @@ impl PreparedW4A16 {
             // `out` is an exclusive m x cols tile with stride `ld`.
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => unsafe { avx2::gemm(self, x, m, prep, cols, out.as_mut_ptr(), out.ld()) },
+            // SAFETY: as above; Avx512 implies AVX2, FMA and F16C.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 if m == 1 => unsafe {
+                match prep {
+                    Some(p) => avx512::gemv(self, p, cols, out.as_mut_ptr()),
+                    None => avx512::gemv(self, &RowPrep::new(x, true), cols, out.as_mut_ptr()),
+                }
+            },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { crate::arch::x86_64::gemm512(self, x, m, self.k, cols, out.as_mut_ptr(), out.ld()) },
             // SAFETY: as above, for NEON.
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => unsafe { neon::gemm(self, x, m, prep, cols, out.as_mut_ptr(), out.ld()) },
@@ -150,19 +161,30 @@ impl PreparedW4A16 {
 }
 
 /// What the GEMV derives from its one activation row, once per run rather than per tile:
-/// `Σ x` over each Q4_1 group (the `m` term of `d·q + m` multiplies it) and `x / 16` (for
-/// the AVX2 path's in-place high nibbles; exact, a power-of-two scale).
+/// `Σ x` over each Q4_1 group (the `m` term of `d·q + m` multiplies it), `x / 16` (for
+/// the AVX2 path's in-place high nibbles; exact, a power-of-two scale) and, for AVX-512,
+/// `x` in pairs of `k` spread over 8 lanes each (`[x_2t x8, x_2t+1 x8]`), zero-padded to
+/// whole groups so codes past `k` meet zeros.
 pub(crate) struct RowPrep {
     xs: Vec<f32>,
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     x16: Vec<f32>,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    x2: Vec<f32>,
 }
 
 impl RowPrep {
-    fn new(x: &[f32]) -> Self {
+    fn new(x: &[f32], pairs: bool) -> Self {
+        let x2 = if pairs {
+            let kp = x.len().div_ceil(QK) * QK;
+            (0..kp * 8).map(|i| x.get(i / 16 * 2 + (i % 16) / 8).copied().unwrap_or(0.0)).collect()
+        } else {
+            Vec::new()
+        };
         RowPrep {
             xs: x.chunks(QK).map(|c| c.iter().sum()).collect(),
-            x16: x.iter().map(|v| v * (1.0 / 16.0)).collect(),
+            x16: if pairs { Vec::new() } else { x.iter().map(|v| v * (1.0 / 16.0)).collect() },
+            x2,
         }
     }
 }
@@ -252,8 +274,8 @@ mod avx2 {
     ) {
         if m == 1 {
             match prep {
-                Some(p) => gemv(w, x, p, cols, out),
-                None => gemv(w, x, &RowPrep::new(x), cols, out),
+                Some(p) if !p.x16.is_empty() => gemv(w, x, p, cols, out),
+                _ => gemv(w, x, &RowPrep::new(x, false), cols, out),
             }
         } else {
             arch::gemm(w, x, m, w.k, cols, out, ldc)
@@ -302,6 +324,68 @@ mod avx2 {
             }
             let j0 = p * NR;
             arch::store16(out.add(j0 - cols.start), y0, y1, (cols.end - j0).min(NR));
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{PreparedW4A16, RowPrep, NR};
+    use crate::formats::QK;
+    use std::arch::x86_64::*;
+    use std::ops::Range;
+
+    /// One activation row on 512-bit registers. Two `k` at a time: the 16 code bytes of `k`
+    /// and `k+1` widen to 16 lanes (lanes 0..8: `k`, 8..16: `k+1`; byte `i` = column `i`
+    /// low nibble, column `i+8` high nibble). The low nibbles become f32 by `vpermps` from
+    /// the table 0..15 (it reads only the low 4 bits of each index, so no mask), the high
+    /// ones stay in place as `16·q` (mask, convert); both multiply the pair vector
+    /// `[x_k x8, x_k+1 x8]`. Per group, folding the two `k` halves gives columns 0..8 and
+    /// 8..16 (`/16`, exact); then `y += d · Σ q·x + m · Σ x`.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL, AVX2, FMA and F16C are available; `out` is valid for `cols`;
+    /// `prep` was built with pairs for this `k`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+    pub unsafe fn gemv(w: &PreparedW4A16, prep: &RowPrep, cols: Range<usize>, out: *mut f32) {
+        let iota = _mm512_setr_ps(0., 1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 11., 12., 13., 14., 15.);
+        let hmask = _mm512_set1_epi32(0xf0);
+        // Columns 8..16 are summed as 16·q: their d gets the 1/16.
+        let dscale = _mm512_setr_ps(1., 1., 1., 1., 1., 1., 1., 1., 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625);
+        assert!(prep.x2.len() >= w.gpp * QK * 8);
+        let x2 = prep.x2.as_ptr();
+        for p in cols.start / NR..cols.end.div_ceil(NR) {
+            let mut y = _mm512_setzero_ps();
+            for (g, grp) in w.panel(p).iter().enumerate() {
+                let qs = grp.qs.as_ptr() as *const u8;
+                let xg = x2.add(g * QK * 8);
+                let mut lo = [_mm512_setzero_ps(); 4];
+                let mut hi = [_mm512_setzero_ps(); 4];
+                for t in (0..QK / 2).step_by(4) {
+                    for u in 0..4 {
+                        let pair = t + u;
+                        let c = _mm512_cvtepu8_epi32(_mm_loadu_si128(qs.add(pair * 16) as *const __m128i));
+                        let xv = _mm512_loadu_ps(xg.add(pair * 16));
+                        let ql = _mm512_permutexvar_ps(c, iota);
+                        let qh = _mm512_cvtepi32_ps(_mm512_and_si512(c, hmask));
+                        lo[u] = _mm512_fmadd_ps(ql, xv, lo[u]);
+                        hi[u] = _mm512_fmadd_ps(qh, xv, hi[u]);
+                    }
+                }
+                let l = _mm512_add_ps(_mm512_add_ps(lo[0], lo[1]), _mm512_add_ps(lo[2], lo[3]));
+                let h = _mm512_add_ps(_mm512_add_ps(hi[0], hi[1]), _mm512_add_ps(hi[2], hi[3]));
+                // 128-bit quarters: l = [c0-3 even k, c4-7 even, c0-3 odd, c4-7 odd], h the same
+                // for columns 8..16; fold the odd-k quarters onto the even ones.
+                let a = _mm512_shuffle_f32x4::<0b01_00_01_00>(l, h);
+                let b = _mm512_shuffle_f32x4::<0b11_10_11_10>(l, h);
+                let s = _mm512_add_ps(a, b);
+                let d = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256(grp.d.as_ptr() as *const __m256i)), dscale);
+                let mn = _mm512_cvtph_ps(_mm256_loadu_si256(grp.m.as_ptr() as *const __m256i));
+                y = _mm512_fmadd_ps(mn, _mm512_set1_ps(prep.xs[g]), _mm512_fmadd_ps(d, s, y));
+            }
+            let j0 = p * NR;
+            let ncols = (cols.end - j0).min(NR);
+            _mm512_mask_storeu_ps(out.add(j0 - cols.start), ((1u32 << ncols) - 1) as u16, y);
         }
     }
 }
@@ -370,7 +454,7 @@ mod neon {
         if m == 1 {
             match prep {
                 Some(p) => gemv(w, x, p, cols, out),
-                None => gemv(w, x, &RowPrep::new(x), cols, out),
+                None => gemv(w, x, &RowPrep::new(x, false), cols, out),
             }
         } else {
             arch::gemm(w, x, m, w.k, cols, out, ldc)

@@ -131,7 +131,8 @@ impl<'a> PackedActs<'a> {
 }
 
 pub fn implemented(isa: Isa) -> bool {
-    crate::variants::w4a8::implemented(isa)
+    // No 512-bit path of its own (yet): on AVX-512 machines it runs its AVX2 one.
+    isa != Isa::Avx512 && crate::variants::w4a8::implemented(isa)
 }
 
 pub fn prepare(isa: Isa, w: &Q4Matrix) -> Result<Box<dyn Prepared>, KernelError> {

@@ -1,6 +1,7 @@
 //! W4A4-widen: INT4 activation codes (in [-7, 7], stored one per i8 by the quantizer, i.e.
 //! already widened to bytes) run through the W4A8 kernels unchanged. It is the baseline the
-//! 4-bit-specific variants (packed multiplier, table lookup) have to beat.
+//! 4-bit-specific variants (packed multiplier, table lookup) have to beat. On AVX-512 VNNI
+//! it is the W4A8 `vpdpbusd` kernel.
 
 use crate::matmul::{KernelError, Q4Matrix};
 use crate::registry::{Isa, Variant};

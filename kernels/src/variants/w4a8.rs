@@ -12,9 +12,13 @@
 //! reduction per block is one pairwise widening, and the float epilogue runs on 8 columns
 //! per instruction. `d`, `m` as f32 per (tile, block, column), zero for padding columns.
 //! 24 bytes per 32 weights (Q4_1 has 20): f32 scales avoid a conversion per block and column.
+//! With AVX-512 VNNI the 64 bytes of a (tile, block, quad pair) are one zmm of "16 columns x
+//! 4 inputs" for `vpdpbusd` (see `avx512.rs`); the layout is the same for every ISA.
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 
@@ -103,6 +107,7 @@ pub fn implemented(isa: Isa) -> bool {
     match isa {
         Isa::Scalar => true,
         Isa::Avx2 => cfg!(target_arch = "x86_64"),
+        Isa::Avx512 => cfg!(target_arch = "x86_64"),
         Isa::Neon => cfg!(target_arch = "aarch64"),
     }
 }
@@ -159,6 +164,9 @@ impl W4A8 {
             #[cfg(target_arch = "x86_64")]
             // `new` checked that the CPU has AVX2 and FMA.
             Isa::Avx2 => x86_64::gemm(&self.w, a, cols, out, ld),
+            #[cfg(target_arch = "x86_64")]
+            // `new` checked AVX-512 F/BW/VL/VNNI.
+            Isa::Avx512 => avx512::gemm(&self.w, a, cols, out, ld),
             #[cfg(target_arch = "aarch64")]
             // `new` checked NEON; `dotprod` is set only where the CPU has it.
             Isa::Neon => aarch64::gemm(&self.w, a, cols, out, ld, self.dotprod),

@@ -2,6 +2,12 @@
 //! quantize (Q·Kᵀ scores, softmax, P·V) are the methods of [`AttnOps`], so a plan swaps
 //! them (INT8 QK/PV, log2 4-bit softmax) without touching the loop.
 //!
+//! When the ops ask for INT8 ([`AttnOps::int8`]), Q·Kᵀ and/or P·V run as integer dots over
+//! the layer's INT8 cache (`quant::idot`): each query row is quantized once per head, each
+//! key/value was quantized once when cached. P·V's weights (probability × the value row's
+//! scale, after [`AttnOps::pv_probs`]) are quantized to 16-bit integers with one scale per
+//! block of 32 keys.
+//!
 //! Work is split into (head, block of query rows) tasks over the rayon pool. Each output
 //! element is computed by exactly one task in a fixed order, so results do not depend on
 //! the thread count. The causal mask uses the cached tokens' original positions: a query
@@ -9,6 +15,8 @@
 
 use super::kv_cache::KvLayer;
 use super::simd;
+use crate::quant::attn::quantize_i8_row;
+use crate::quant::idot;
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -25,6 +33,27 @@ pub trait AttnOps: Sync {
     /// `out = sum_j p[j] * values[j]`, overwriting `out`.
     fn pv(&self, p: &[f32], values: &[f32], out: &mut [f32]) {
         simd::weighted_sum(p, values, out)
+    }
+    /// Which products run as integer dots over the layer's INT8 cache.
+    fn int8(&self) -> Int8Attn {
+        Int8Attn::default()
+    }
+    /// The probabilities as an integer P·V uses them (e.g. 4-bit log2), in place.
+    fn pv_probs(&self, p: &mut [f32]) {
+        let _ = p;
+    }
+}
+
+/// Integer attention products of a layer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Int8Attn {
+    pub qk: bool,
+    pub pv: bool,
+}
+
+impl Int8Attn {
+    pub fn any(self) -> bool {
+        self.qk || self.pv
     }
 }
 
@@ -55,8 +84,18 @@ pub struct AttnShape {
 /// overhead stays negligible.
 const ROW_BLOCK: usize = 16;
 
+/// Per-thread scratch of one (head, query row).
+#[derive(Default)]
+struct Scratch {
+    scores: Vec<f32>,
+    q8: Vec<i8>,
+    dots: Vec<i32>,
+    w16: Vec<i16>,
+    wscale: Vec<f32>,
+}
+
 thread_local! {
-    static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
 #[derive(Clone, Copy)]
@@ -95,19 +134,23 @@ pub fn attend(
         assert_eq!(s.len(), n_head * m);
         SendPtr(s.as_mut_ptr())
     });
+    let mode = ops.int8();
+    assert!(!mode.any() || cache.has_int8(), "INT8 attention needs the layer's INT8 cache (KvLayer::enable_int8)");
     let blocks = m.div_ceil(ROW_BLOCK);
     (0..n_head * blocks).into_par_iter().for_each(|task| {
         let (h, b) = (task / blocks, task % blocks);
         let kvh = h / group;
         let (keys, values) = (cache.keys(kvh), cache.values(kvh));
-        SCORES.with(|sc| {
-            let mut sc = sc.borrow_mut();
+        let (keys8, values8) = (cache.keys_i8(kvh), cache.values_i8(kvh));
+        SCRATCH.with(|sc| {
+            let sc = &mut *sc.borrow_mut();
             for r in b * ROW_BLOCK..((b + 1) * ROW_BLOCK).min(m) {
                 let n_keys = cached.partition_point(|&p| p <= q_pos[r]);
-                if sc.len() < n_keys {
-                    sc.resize(n_keys, 0.0);
+                if sc.scores.len() < n_keys {
+                    sc.scores.resize(n_keys, 0.0);
+                    sc.dots.resize(n_keys, 0);
                 }
-                let s = &mut sc[..n_keys];
+                let s = &mut sc.scores[..n_keys];
                 let qr = &q[r * qd + h * hd..r * qd + (h + 1) * hd];
                 // SAFETY: (row r, head h) is written by this task only; in bounds by the asserts.
                 let o = unsafe { std::slice::from_raw_parts_mut(out_p.get().add(r * qd + h * hd), hd) };
@@ -115,13 +158,32 @@ pub fn attend(
                     o.iter_mut().for_each(|v| *v = 0.0);
                     continue;
                 }
-                ops.qk(qr, &keys[..n_keys * hd], scale, s);
+                match (mode.qk, keys8) {
+                    (true, Some((kc, ks))) => {
+                        sc.q8.resize(hd, 0);
+                        let qs = quantize_i8_row(qr, &mut sc.q8) * scale;
+                        let dots = &mut sc.dots[..n_keys];
+                        idot::qk(&sc.q8, &kc[..n_keys * hd], dots);
+                        for ((sj, &dj), &kj) in s.iter_mut().zip(dots.iter()).zip(ks) {
+                            *sj = dj as f32 * (qs * kj);
+                        }
+                    }
+                    _ => ops.qk(qr, &keys[..n_keys * hd], scale, s),
+                }
                 ops.softmax(s);
                 if let Some(sp) = sink_p {
                     // SAFETY: element (h, r) belongs to this task.
                     unsafe { *sp.get().add(h * m + r) = s[0] };
                 }
-                ops.pv(s, &values[..n_keys * hd], o);
+                match (mode.pv, values8) {
+                    (true, Some((vc, vs))) => {
+                        ops.pv_probs(s);
+                        s.iter_mut().zip(vs).for_each(|(p, &v)| *p *= v);
+                        idot::quantize_weights(s, &mut sc.w16, &mut sc.wscale);
+                        idot::pv(&sc.w16, &sc.wscale, &vc[..n_keys * hd], o);
+                    }
+                    _ => ops.pv(s, &values[..n_keys * hd], o),
+                }
             }
         });
     });

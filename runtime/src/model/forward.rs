@@ -136,11 +136,15 @@ impl Model {
                 self.rope.rotate_row(&mut q[r * qd..(r + 1) * qd], &st.cs);
                 self.rope.rotate_row(&mut k[r * kvd..(r + 1) * kvd], &st.cs);
             }
+            let ops = hooks.attn_ops(l);
+            if ops.int8().any() {
+                cache.layers[l].enable_int8();
+            }
             cache.layers[l].append(&st.k[..m * kvd], &st.v[..m * kvd], &st.positions)?;
             prof.mark(Op::Rope);
             let want_sink = hooks.wants_sink(l);
             let sink = if want_sink { Some(fit(&mut st.sink, cfg.n_head * m)) } else { None };
-            attend(hooks.attn_ops(l), shape, &st.q[..m * qd], &st.positions, &cache.layers[l], fit(&mut st.attn, m * qd), sink);
+            attend(ops, shape, &st.q[..m * qd], &st.positions, &cache.layers[l], fit(&mut st.attn, m * qd), sink);
             prof.mark(Op::Attention);
             let c = SiteCall { layer: Some(l), site: Site::O, rows: &st.rows, positions: &st.positions };
             hooks.linear(c, &blk.o, &st.attn[..m * qd], fit(&mut st.tmp, m * d));

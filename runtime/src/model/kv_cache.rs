@@ -2,6 +2,23 @@
 //! position of every cached token, because token pruning can leave later layers with fewer
 //! tokens than earlier ones. Storage is `[kv_head][slot][head_dim]` so one head's keys are
 //! contiguous for the attention loops; capacity is fixed up front (no allocation per step).
+//!
+//! A layer whose plan runs INT8 attention also keeps INT8 codes of its keys and values
+//! ([`Kv8`]), quantized once per token on append, so Q·Kᵀ and P·V are integer dots over the
+//! cache instead of re-quantizing it per query.
+
+use crate::quant::attn::quantize_i8_row;
+
+/// INT8 keys and values of one layer, same `[kv_head][slot][head_dim]` layout as the floats,
+/// with one symmetric scale (`amax / 127`) per (KV head, token) row.
+#[derive(Clone, Debug)]
+pub struct Kv8 {
+    k: Vec<i8>,
+    v: Vec<i8>,
+    /// `[kv_head][slot]`.
+    k_scale: Vec<f32>,
+    v_scale: Vec<f32>,
+}
 
 /// Keys, values and positions of one layer.
 #[derive(Clone, Debug)]
@@ -12,6 +29,7 @@ pub struct KvLayer {
     k: Vec<f32>,
     v: Vec<f32>,
     pos: Vec<u32>,
+    q8: Option<Kv8>,
 }
 
 /// The cache cannot take more tokens.
@@ -26,7 +44,7 @@ pub struct CacheFull {
 impl KvLayer {
     pub fn new(n_head_kv: usize, head_dim: usize, cap: usize) -> KvLayer {
         let n = n_head_kv * cap * head_dim;
-        KvLayer { n_head_kv, head_dim, cap, k: vec![0.0; n], v: vec![0.0; n], pos: Vec::with_capacity(cap) }
+        KvLayer { n_head_kv, head_dim, cap, k: vec![0.0; n], v: vec![0.0; n], pos: Vec::with_capacity(cap), q8: None }
     }
 
     pub fn len(&self) -> usize {
@@ -52,6 +70,46 @@ impl KvLayer {
         &self.v[base..base + self.len() * self.head_dim]
     }
 
+    /// Keeps INT8 codes of keys and values from now on (quantizing the tokens already cached).
+    pub fn enable_int8(&mut self) {
+        if self.q8.is_some() {
+            return;
+        }
+        let n = self.n_head_kv * self.cap;
+        let mut q8 = Kv8 { k: vec![0; n * self.head_dim], v: vec![0; n * self.head_dim], k_scale: vec![0.0; n], v_scale: vec![0.0; n] };
+        for slot in 0..self.len() {
+            for h in 0..self.n_head_kv {
+                Self::quantize_slot(&mut q8, &self.k, &self.v, self.head_dim, h * self.cap + slot);
+            }
+        }
+        self.q8 = Some(q8);
+    }
+
+    pub fn has_int8(&self) -> bool {
+        self.q8.is_some()
+    }
+
+    /// INT8 keys of KV head `h` (`len x head_dim`) and their per-token scales.
+    pub fn keys_i8(&self, h: usize) -> Option<(&[i8], &[f32])> {
+        let q = self.q8.as_ref()?;
+        let (b, n) = (h * self.cap, self.len());
+        Some((&q.k[b * self.head_dim..(b + n) * self.head_dim], &q.k_scale[b..b + n]))
+    }
+
+    /// INT8 values of KV head `h` (`len x head_dim`) and their per-token scales.
+    pub fn values_i8(&self, h: usize) -> Option<(&[i8], &[f32])> {
+        let q = self.q8.as_ref()?;
+        let (b, n) = (h * self.cap, self.len());
+        Some((&q.v[b * self.head_dim..(b + n) * self.head_dim], &q.v_scale[b..b + n]))
+    }
+
+    /// Quantizes row `row` (= head * cap + slot) of the float cache into `q8`.
+    fn quantize_slot(q8: &mut Kv8, k: &[f32], v: &[f32], hd: usize, row: usize) {
+        let r = row * hd..(row + 1) * hd;
+        q8.k_scale[row] = quantize_i8_row(&k[r.clone()], &mut q8.k[r.clone()]);
+        q8.v_scale[row] = quantize_i8_row(&v[r.clone()], &mut q8.v[r]);
+    }
+
     /// Appends `positions.len()` tokens; `k`, `v` are row-major `m x (n_head_kv * head_dim)`.
     pub fn append(&mut self, k: &[f32], v: &[f32], positions: &[u32]) -> Result<(), CacheFull> {
         let (m, hd, kvd) = (positions.len(), self.head_dim, self.n_head_kv * self.head_dim);
@@ -69,6 +127,9 @@ impl KvLayer {
                 let src = r * kvd + h * hd;
                 self.k[dst..dst + hd].copy_from_slice(&k[src..src + hd]);
                 self.v[dst..dst + hd].copy_from_slice(&v[src..src + hd]);
+                if let Some(q8) = self.q8.as_mut() {
+                    Self::quantize_slot(q8, &self.k, &self.v, hd, h * self.cap + self.pos.len() + r);
+                }
             }
         }
         self.pos.extend_from_slice(positions);
@@ -84,6 +145,12 @@ impl KvLayer {
             for (dst, &src) in keep.iter().enumerate() {
                 self.k.copy_within(base + src * hd..base + (src + 1) * hd, base + dst * hd);
                 self.v.copy_within(base + src * hd..base + (src + 1) * hd, base + dst * hd);
+                if let Some(q8) = self.q8.as_mut() {
+                    q8.k.copy_within(base + src * hd..base + (src + 1) * hd, base + dst * hd);
+                    q8.v.copy_within(base + src * hd..base + (src + 1) * hd, base + dst * hd);
+                    q8.k_scale[h * self.cap + dst] = q8.k_scale[h * self.cap + src];
+                    q8.v_scale[h * self.cap + dst] = q8.v_scale[h * self.cap + src];
+                }
             }
         }
         let pos: Vec<u32> = keep.iter().map(|&i| self.pos[i]).collect();

@@ -1,12 +1,13 @@
 //! Loading a llama-architecture model from a tensor source (GGUF names) into [`Model`]:
 //! fused `qkv` and `gate_up` matrices, weights prepared for the chosen storage (f16, or the
-//! file's Q4_1 blocks as stored), tied or separate LM head kept in f16.
+//! file's Q4_1 blocks as stored); the tied or separate LM head in f16 with f16 weights, and
+//! in its stored quantized format (Q8_0 or Q4_1) with Q4_1 weights.
 
 use super::{Block, BlockKind, Linear, MlpKind, Model, ModelError, Norm, NormKind, PositionKind};
 use crate::config::ModelConfig;
 use crate::gguf::{GgmlType, TensorSource};
 use crate::plan::{Site, WeightFormat};
-use kernels::{best_isa, BlockQ8_0, Isa, Matmul, Q4Matrix, Variant, QK};
+use kernels::{best_isa, BlockQ8_0, Isa, Matmul, Q4Matrix, Q8Matrix, Variant, QK};
 
 /// How to load.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -102,6 +103,22 @@ fn load_stacked(
     mm.map_err(|e| kernel_err(src, &names[0], e))
 }
 
+/// The LM head. Its activations stay float in every plan (method.md §1). Its weights: f16 for
+/// f16 storage (`fp16` means every matrix in f16); with Q4_1 storage, the file's own format
+/// when that is Q8_0 (`w8a16`: SmolLM2's tied embedding, read at 34 B per 32 weights instead
+/// of f16's 64: the largest matrix of a decode step) or Q4_1 (`w4a16`), f16 otherwise.
+fn load_head(src: &dyn TensorSource, name: &str, opts: LoadOptions) -> Result<Matmul, ModelError> {
+    let t = src.tensor(name)?;
+    let (k, n) = t.matrix_shape()?;
+    if opts.weights == WeightFormat::Q4_1 && t.ty == GgmlType::Q8_0 && k % QK == 0 {
+        let q = Q8Matrix::from_blocks(n, k, t.q8_0_blocks()?).map_err(|e| kernel_err(src, name, e))?;
+        let isa = opts.isa.unwrap_or_else(|| best_isa(Variant::W8A16));
+        return Matmul::new_q8(isa, &q).map_err(|e| kernel_err(src, name, e));
+    }
+    let keep_f16 = !(opts.weights == WeightFormat::Q4_1 && t.ty == GgmlType::Q4_1);
+    load_stacked(src, &[name.to_string()], opts, keep_f16)
+}
+
 /// The GGUF tensors whose output rows a site stacks, in order (`qkv` = q, k, v; `gate_up` =
 /// gate, up). For plans that re-prepare a site's weights (other kernel variants, TRIP factors).
 pub fn site_tensors(layer: Option<usize>, site: Site, tied: bool) -> Vec<String> {
@@ -185,9 +202,7 @@ pub fn load(src: &dyn TensorSource, cfg: &ModelConfig, opts: LoadOptions) -> Res
         });
     }
     let head_name = if cfg.tied_embeddings { "token_embd.weight" } else { "output.weight" };
-    // The LM head stays float in every plan (method.md §1).
-    let lm_head =
-        Linear { site: Site::LmHead, layer: None, mm: load_stacked(src, &[head_name.to_string()], opts, true)?, bias: None };
+    let lm_head = Linear { site: Site::LmHead, layer: None, mm: load_head(src, head_name, opts)?, bias: None };
     Ok(Model {
         config: cfg.clone(),
         kind,

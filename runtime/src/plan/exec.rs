@@ -10,9 +10,9 @@
 use super::{Plan, Positions, Scheme, Site, SitePlan, VariantChoice, WeightFormat};
 use crate::calibrate::CalibStats;
 use crate::gguf::{GgmlType, TensorSource};
-use crate::model::{attention, simd, AttnOps, FloatAttn, Hooks, Linear, Model, SiteCall};
+use crate::model::attention::Int8Attn;
+use crate::model::{simd, AttnOps, FloatAttn, Hooks, Linear, Model, SiteCall};
 use crate::prune::PruneState;
-use crate::quant::attn::{self as qattn, I8Rows};
 use crate::quant::softmax;
 use crate::quant::trip;
 use crate::quant::{ActQuantizer, MixedRows};
@@ -43,12 +43,13 @@ pub enum Prunable {
     FirstHalf,
 }
 
-/// INT8 Q·Kᵀ / P·V and log2 probabilities, simulated exactly: codes and scales are what an
-/// integer kernel would use, the sums are done here in i32 (QK) or f32 (PV).
+/// INT8 Q·Kᵀ / P·V and log2 probabilities of one layer. The integer products run in
+/// `model::attention` over the layer's INT8 KV cache (`int8`); this type says which, and
+/// applies the log2 4-bit code to the probabilities P·V sees.
 ///
-/// Probabilities are log2-quantized inside `pv`, not in `softmax`, so the pruning hook
+/// Probabilities are log2-quantized for P·V only (not in `softmax`), so the pruning hook
 /// reads each row's float probability on the first token (the importance signal) while P·V
-/// sees the 4-bit values.
+/// sees the 4-bit values (renormalized to sum 1, see `softmax::quantize_log2_normalized`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct QuantAttn {
     pub qk8: bool,
@@ -57,50 +58,31 @@ pub struct QuantAttn {
 }
 
 thread_local! {
-    static KEYS: RefCell<(I8Rows, I8Rows)> = RefCell::new((I8Rows::new(1), I8Rows::new(1)));
-    static CODES: RefCell<(Vec<u8>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    static PROBS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 impl AttnOps for QuantAttn {
-    fn qk(&self, q: &[f32], keys: &[f32], scale: f32, out: &mut [f32]) {
-        if !self.qk8 {
-            return simd::scores(q, keys, scale, out);
+    fn int8(&self) -> Int8Attn {
+        Int8Attn { qk: self.qk8, pv: self.pv8 }
+    }
+
+    fn pv_probs(&self, p: &mut [f32]) {
+        if self.log2 {
+            softmax::quantize_log2_normalized(p);
         }
-        let hd = q.len();
-        KEYS.with(|c| {
-            let (qr, kr) = &mut *c.borrow_mut();
-            *qr = I8Rows::new(hd);
-            qr.push(q);
-            *kr = I8Rows::new(hd);
-            kr.push(&keys[..out.len() * hd]);
-            qattn::qk_scores(qr.row(0), qr.scales[0], kr, scale, out);
-        })
     }
 
-    fn softmax(&self, s: &mut [f32]) {
-        attention::softmax(s)
-    }
-
+    /// Float P·V (used when `pv8` is off), with log2 probabilities when planned.
     fn pv(&self, p: &[f32], values: &[f32], out: &mut [f32]) {
-        let hd = out.len();
-        CODES.with(|c| {
-            let (codes, pq) = &mut *c.borrow_mut();
-            if self.pv8 {
-                let v = I8Rows::from_f32(&values[..p.len() * hd], hd);
-                if self.log2 {
-                    softmax::log2_codes(p, codes);
-                    qattn::pv_log2(codes, &v, out);
-                } else {
-                    qattn::pv(p, &v, out);
-                }
-            } else if self.log2 {
-                pq.clear();
-                pq.extend_from_slice(p);
-                softmax::fake_quantize_log2(pq);
-                simd::weighted_sum(pq, values, out);
-            } else {
-                simd::weighted_sum(p, values, out);
-            }
+        if !self.log2 {
+            return simd::weighted_sum(p, values, out);
+        }
+        PROBS.with(|c| {
+            let pq = &mut *c.borrow_mut();
+            pq.clear();
+            pq.extend_from_slice(p);
+            softmax::quantize_log2_normalized(pq);
+            simd::weighted_sum(pq, values, out);
         })
     }
 }

@@ -262,7 +262,7 @@ pub struct Calibration {
 }
 
 /// What the tuner recorded when it chose this plan.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TunerInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -278,6 +278,47 @@ pub struct TunerInfo {
     /// The device fingerprint (the profiler's schema, kept verbatim).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<toml::Table>,
+    // Added by the tuner (T, session 2); all optional so older plan files still parse.
+    /// What was minimised: `prefill`, `decode` or `e2e`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objective: Option<String>,
+    /// The workload latencies refer to, e.g. "prompt 512 + gen 128 tokens, 2 threads".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
+    /// Predicted by the device profile, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_prefill_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_decode_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_e2e_s: Option<f64>,
+    /// Measured on the device while tuning (median of a few runs, machine possibly loaded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_prefill_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_decode_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_e2e_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_ppl_stderr: Option<f64>,
+    /// The reference the budget is relative to (`w4a16` or `fp16`) and its perplexity under
+    /// the same protocol as `measured_ppl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_ppl: Option<f64>,
+    /// Sum of the per-change KL divergences the search used, and the combined plan's KL as
+    /// measured on the calibration text (the additivity check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_kl: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_kl: Option<f64>,
+    /// Device profile file the predictions came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// How the sensitivity was measured (text, chunks, context, reference).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensitivity: Option<String>,
 }
 
 /// A fully expanded plan for a model with `layers.len()` decoder layers.

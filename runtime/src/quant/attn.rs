@@ -4,6 +4,19 @@
 
 use super::softmax::{log2_value, LOG2_ZERO};
 
+/// Symmetric INT8 codes of one row (`x ≈ scale · q`, scale `amax / 127`, codes in
+/// -127..=127); returns the scale.
+pub fn quantize_i8_row(x: &[f32], out: &mut [i8]) -> f32 {
+    debug_assert_eq!(x.len(), out.len());
+    let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
+    let scale = amax / 127.0;
+    let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = (v * inv).round().clamp(-127.0, 127.0) as i8;
+    }
+    scale
+}
+
 /// Rows of `dim` INT8 codes, one scale per row (`x ≈ scale * q`).
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct I8Rows {
@@ -29,10 +42,9 @@ impl I8Rows {
     pub fn push(&mut self, x: &[f32]) {
         assert!(self.dim > 0 && x.len().is_multiple_of(self.dim), "rows must be {} wide", self.dim);
         for row in x.chunks_exact(self.dim) {
-            let amax = row.iter().fold(0f32, |a, v| a.max(v.abs()));
-            let scale = amax / 127.0;
-            let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
-            self.q.extend(row.iter().map(|&v| (v * inv).round().clamp(-127.0, 127.0) as i8));
+            let at = self.q.len();
+            self.q.resize(at + self.dim, 0);
+            let scale = quantize_i8_row(row, &mut self.q[at..]);
             self.scales.push(scale);
         }
     }

@@ -4,6 +4,7 @@
 
 pub mod act;
 pub mod attn;
+pub mod idot;
 pub mod softmax;
 pub mod trip;
 

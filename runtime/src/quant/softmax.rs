@@ -8,18 +8,27 @@
 pub const LOG2_ZERO: u8 = 16;
 
 /// The log2 code of a probability. Non-positive and NaN inputs are zero.
+///
+/// Computed from the float's bits, without a `log2`: with `p = 2^E · 1.m`, `-log2 p` lies
+/// in `(-E-1, -E]` and rounds to `-E - 1` exactly when `1.m > √2` (the tie `1.m = √2`
+/// cannot occur in binary). One compare per probability instead of a transcendental call:
+/// attention at 512 tokens quantizes millions of them.
 #[inline]
 pub fn log2_code(p: f32) -> u8 {
-    if p.is_nan() || p <= 0.0 {
+    // NaN, p <= 0 and p <= 2^-16 (where -log2 p >= 16) are all "zero".
+    if p.is_nan() || p <= TWO_POW_M16 {
         return LOG2_ZERO;
     }
-    let e = -p.log2();
-    if e >= 16.0 {
-        LOG2_ZERO
-    } else {
-        e.round().clamp(0.0, 15.0) as u8
-    }
+    let b = p.to_bits();
+    let e = ((b >> 23) & 0xff) as i32 - 127; // p > 2^-16: a normal float
+    let up = ((b & 0x7f_ffff) > SQRT2_MANTISSA) as i32;
+    (-e - up).clamp(0, 15) as u8
 }
+
+/// `2^-16`.
+const TWO_POW_M16: f32 = 1.0 / 65536.0;
+/// Mantissa bits of the largest f32 below √2 (1.41421354 = 0x3FB504F3).
+const SQRT2_MANTISSA: u32 = 0x35_04F3;
 
 /// The probability a code stands for.
 #[inline]
@@ -27,7 +36,7 @@ pub fn log2_value(code: u8) -> f32 {
     if code >= LOG2_ZERO {
         0.0
     } else {
-        1.0 / (1u32 << code) as f32
+        f32::from_bits((127 - code as u32) << 23)
     }
 }
 
@@ -41,5 +50,27 @@ pub fn log2_codes(p: &[f32], out: &mut Vec<u8>) {
 pub fn fake_quantize_log2(p: &mut [f32]) {
     for v in p.iter_mut() {
         *v = log2_value(log2_code(*v));
+    }
+}
+
+/// In place `p <- 2^-q / Σ 2^-q`: the log2 probabilities P·V uses. Rounding in the log
+/// domain biases the row's mass (one row's codes can sum to anywhere in about 0.7..1.4), so
+/// the row is renormalized: in integer arithmetic one division of the row's output by the
+/// integer sum of its shifted ones. Measured on SmolLM2-135M (10 WikiText-2 chunks):
+/// w4a8 + log2-4 softmax 28.59 without renormalization, 27.89 with (w4a8: 27.33).
+pub fn quantize_log2_normalized(p: &mut [f32]) {
+    // Branch-free form of `log2_value(log2_code(p))`, so the loop vectorises.
+    for v in p.iter_mut() {
+        let b = v.to_bits();
+        let e = ((b >> 23) & 0xff) as i32 - 127;
+        let up = ((b & 0x7f_ffff) > SQRT2_MANTISSA) as i32;
+        let c = (-e - up).clamp(0, 15) as u32;
+        let q = f32::from_bits((127 - c) << 23);
+        *v = if *v > TWO_POW_M16 { q } else { 0.0 };
+    }
+    let total: f32 = p.iter().sum();
+    if total > 0.0 {
+        let inv = 1.0 / total;
+        p.iter_mut().for_each(|v| *v *= inv);
     }
 }

@@ -1,0 +1,111 @@
+//! AVX-512 VNNI W4A8 on the tiled layout (module doc of `w4a8`). The 64 bytes of one
+//! (tile, block, quad pair) are exactly one zmm: 16 columns x 4 bytes, whose low nibbles are
+//! inputs `8p..8p+4` and high nibbles inputs `8p+4..8p+8` of each column. A mask (and a shift
+//! and a mask) give two "16 columns x 4 inputs" u8 operands, and one `vpdpbusd` against 4
+//! broadcast activation bytes (i8) adds 4 products into each column's i32 lane: 64
+//! multiply-adds per instruction, no 16-bit stage (products and sums stay far inside i32:
+//! |dot| <= 32 * 15 * 128). Per block the i32 dots become f32 for `d * dot + m * sum(a)`.
+//! Register-blocked MR activation rows x NV tiles of 16 columns.
+
+// Micro-kernels index several register arrays by the same row/column counters.
+#![allow(clippy::needless_range_loop)]
+
+use super::{PackedW4, ROW_CHUNK, TILE};
+use crate::formats::{PaddedActivations, QK};
+use std::arch::x86_64::*;
+use std::ops::Range;
+
+/// GEMM micro-kernel: 6 rows x 2 tiles = 12 i32 + 12 f32 accumulators, 4 weight operands,
+/// 2 broadcasts (30 of 32 zmm). GEMV: 1 row x 4 tiles (64 columns in flight).
+const MR: usize = 6;
+const NV_GEMM: usize = 2;
+const NV_GEMV: usize = 4;
+
+#[inline(always)]
+unsafe fn micro<const R: usize, const V: usize>(
+    w: &PackedW4,
+    a: &PaddedActivations,
+    r0: usize,
+    t0: usize,
+    out: *mut f32,
+    ld: usize,
+    ncols: usize,
+) {
+    let bpr = w.bpr;
+    let mask = _mm512_set1_epi8(0x0f);
+    let mut facc = [[_mm512_setzero_ps(); V]; R];
+    for b in 0..bpr {
+        let mut acc = [[_mm512_setzero_si512(); V]; R];
+        for qp in 0..4 {
+            let mut w0 = [_mm512_setzero_si512(); V];
+            let mut w1 = [_mm512_setzero_si512(); V];
+            for v in 0..V {
+                let p = w.qs.as_ptr().add((((t0 + v) * bpr + b) * 4 + qp) * 64);
+                let x = _mm512_loadu_si512(p as *const _);
+                w0[v] = _mm512_and_si512(x, mask);
+                w1[v] = _mm512_and_si512(_mm512_srli_epi16::<4>(x), mask);
+            }
+            for r in 0..R {
+                let ap = a.q.as_ptr().add((r0 + r) * bpr * QK + b * QK + qp * 8);
+                let a0 = _mm512_set1_epi32((ap as *const i32).read_unaligned());
+                let a1 = _mm512_set1_epi32((ap.add(4) as *const i32).read_unaligned());
+                for v in 0..V {
+                    acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], w0[v], a0);
+                    acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], w1[v], a1);
+                }
+            }
+        }
+        for v in 0..V {
+            let at = ((t0 + v) * bpr + b) * TILE;
+            let dv = _mm512_loadu_ps(w.d.as_ptr().add(at));
+            let mv = _mm512_loadu_ps(w.m.as_ptr().add(at));
+            for r in 0..R {
+                let s = _mm512_set1_ps(*a.sums.get_unchecked((r0 + r) * a.bpr8 + b));
+                facc[r][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][v]), dv, facc[r][v]);
+                facc[r][v] = _mm512_fmadd_ps(mv, s, facc[r][v]);
+            }
+        }
+    }
+    for r in 0..R {
+        let sc = _mm512_set1_ps(a.scales[r0 + r]);
+        for v in 0..V {
+            let y = _mm512_mul_ps(facc[r][v], sc);
+            let left = ncols.saturating_sub(v * TILE).min(TILE);
+            if left > 0 {
+                _mm512_mask_storeu_ps(out.add(r * ld + v * TILE), ((1u32 << left) - 1) as u16, y);
+            }
+        }
+    }
+}
+
+/// # Safety
+/// The CPU must have AVX-512 F/BW/VNNI; `cols.start` a multiple of `TILE`; shapes as checked
+/// by `W4A8::gemm_padded`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn gemm(w: &PackedW4, a: &PaddedActivations, cols: Range<usize>, o: *mut f32, nc: usize) {
+    let (mr, nv) = if a.m == 1 { (1, NV_GEMV) } else { (MR, NV_GEMM) };
+    for rc in (0..a.m).step_by(ROW_CHUNK) {
+        let re = (rc + ROW_CHUNK).min(a.m);
+        let mut j = cols.start;
+        while j < cols.end {
+            let v = nv.min((cols.end - j).div_ceil(TILE));
+            let ncols = (cols.end - j).min(v * TILE);
+            let mut r = rc;
+            while r < re {
+                let rr = mr.min(re - r);
+                let args = (w, a, r, j / TILE, o.add(r * nc + j - cols.start), nc, ncols);
+                macro_rules! go {
+                    ($($r:literal, $v:literal);*) => {
+                        match (rr, v) {
+                            $(($r, $v) => micro::<$r, $v>(args.0, args.1, args.2, args.3, args.4, args.5, args.6),)*
+                            _ => unreachable!("rows {rr}, tiles {v}"),
+                        }
+                    };
+                }
+                go!(1, 1; 1, 2; 1, 3; 1, 4; 2, 1; 2, 2; 3, 1; 3, 2; 4, 1; 4, 2; 5, 1; 5, 2; 6, 1; 6, 2);
+                r += rr;
+            }
+            j += ncols;
+        }
+    }
+}

@@ -1,0 +1,525 @@
+//! The latency predictor: the time of a whole plan (prefill of P tokens, then N decode steps)
+//! as the sum of per-op latencies from a device profile, interpolated in M (tokens) and KV
+//! length, with pruning shrinking M layer by layer exactly as the plan runtime does.
+//!
+//! What is predicted is what `runtime` runs: prefill = one `forward` of P tokens from an
+//! empty cache with logits for the last token only (`agq bench`'s pp test); decode = N
+//! single-token steps that continue that cache (step i of layer l sees the layer's cached
+//! rows + i + 1 keys). With `prompt_tokens = 0` decode starts from an empty cache (`tg N`).
+//!
+//! Interpolation: linear ops and the other per-row ops are linear in M between measured
+//! points (and extrapolated along the last segment); prefill attention is causal, so its time
+//! per row is linear in M (`t = a·M + b·M²`); decode attention is linear in the KV length.
+//!
+//! Measured profiles are used only through their records (a missing record is an error,
+//! never a guess); spec-sheet profiles through a roofline model of every op (bytes moved
+//! over bandwidth vs operations over peak), and the prediction says which (`basis`).
+
+use crate::profile::{DeviceProfile, ModelShapes, ProfileKind};
+use runtime::plan::{LayerPlan, Plan, Scheme, Site, SitePlan, SoftmaxMode, VariantChoice, WeightFormat};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+/// What to predict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workload {
+    pub prompt_tokens: usize,
+    pub gen_tokens: usize,
+    pub threads: usize,
+}
+
+/// Where the numbers come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Basis {
+    /// Sums of measured per-op medians (a measured profile).
+    Measured,
+    /// Roofline estimates from published ceilings (a spec-sheet profile): predicted only.
+    Roofline,
+}
+
+/// One decoder layer's prefill cost, per op.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerCost {
+    pub layer: usize,
+    /// Rows entering the layer (= its cached keys after prefill).
+    pub tokens_in: usize,
+    /// Rows leaving it (after its pruning).
+    pub tokens_kept: usize,
+    /// Op name -> seconds in prefill (`norm`, `qkv`, `quantize`, `rope`, `attention`, `o`,
+    /// `residual`, `prune_select`, `gate_up`, `silu`, `down`).
+    pub by_op: BTreeMap<String, f64>,
+    /// This layer's time summed over all decode steps.
+    #[serde(default)]
+    pub decode_s: f64,
+}
+
+impl LayerCost {
+    pub fn prefill_s(&self) -> f64 {
+        self.by_op.values().sum()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    pub prefill_s: f64,
+    /// Total over `gen_tokens` steps.
+    pub decode_s: f64,
+    pub e2e_s: f64,
+    pub per_layer: Vec<LayerCost>,
+    /// LM head of the prefill (one row: logits of the last prompt token).
+    pub lm_head_s: f64,
+    /// Embedding lookup and final norm of the prefill.
+    pub prefill_other_s: f64,
+    /// LM head over all decode steps.
+    pub decode_lm_head_s: f64,
+    /// Embedding and final norm over all decode steps.
+    pub decode_other_s: f64,
+    pub basis: Basis,
+    pub threads: usize,
+    pub prompt_tokens: usize,
+    pub gen_tokens: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PredictError {
+    #[error("the profile has no measurements at {threads} threads (it has {available:?})")]
+    Threads { threads: usize, available: Vec<usize> },
+    #[error("the profile has no `{op}` records for variant `{variant}` ({bits}-bit{k}) at {threads} threads; re-run `agq profile` with it")]
+    Missing { op: String, variant: String, bits: u8, k: String, threads: usize },
+    #[error("the plan has {plan} layers, the profiled model {profile}")]
+    Layers { plan: usize, profile: usize },
+    #[error("the profile names no model shapes (a spec-sheet profile): use `predict_with_shapes`")]
+    NoShapes,
+}
+
+/// Predict `plan` under `w` from `profile` (the profile's own model shapes).
+pub fn predict(profile: &DeviceProfile, plan: &Plan, w: &Workload) -> Result<Prediction, PredictError> {
+    Predictor::new(profile)?.predict(plan, w)
+}
+
+/// Predict with explicit model shapes (needed for spec-sheet profiles, which have none).
+pub fn predict_with_shapes(
+    profile: &DeviceProfile,
+    shapes: &ModelShapes,
+    plan: &Plan,
+    w: &Workload,
+) -> Result<Prediction, PredictError> {
+    Predictor::with_shapes(profile, shapes.clone()).predict(plan, w)
+}
+
+/// Rows entering each layer and rows kept after it in a prefill of `prompt` tokens under
+/// `plan`, as the runtime's `PruneState` decides them with every prompt token prunable
+/// (generation): layer `l` drops `round(prune·m)` rows, never token 0 nor the last token.
+/// Returns `(tokens_in, tokens_kept, low_bit_rows_after)` per layer; the low-bit count is an
+/// estimate (which rows become low-bit depends on importances; see `PruneState::select`).
+pub fn kept_tokens(plan: &Plan, prompt: usize) -> Vec<(usize, usize, usize)> {
+    let active = prompt > 1 && plan.layers.iter().any(|l| l.prune > 0.0 || l.low_bit > 0.0);
+    let mut m = prompt;
+    let mut low = 0usize;
+    let round = |r: f64, n: usize| (r * n as f64).round().max(0.0) as usize;
+    plan.layers
+        .iter()
+        .map(|lp| {
+            let m_in = m;
+            if active && (lp.prune > 0.0 || lp.low_bit > 0.0) {
+                // Token 0 and the last prompt token are never eligible.
+                let eligible = m.saturating_sub(2);
+                let n_drop = round(lp.prune, m).min(eligible);
+                let after = m - n_drop;
+                let target = round(lp.low_bit, after);
+                let survivors = low.saturating_sub(n_drop);
+                low = target.max(survivors).min(eligible - n_drop);
+                m = after;
+            }
+            (m_in, m, low)
+        })
+        .collect()
+}
+
+/// Name of the attention implementation a layer plan runs (the profile's `variant` of
+/// `attention` records): `f32`, or the quantized parts joined by `+` (`qk8+pv8+log2`).
+pub fn attention_variant(lp: &LayerPlan) -> String {
+    attention_variant_of(lp.qk.bits == 8, lp.pv.bits == 8, lp.softmax == SoftmaxMode::Log2x4)
+}
+
+pub fn attention_variant_of(qk8: bool, pv8: bool, log2: bool) -> String {
+    let parts: Vec<&str> =
+        [(qk8, "qk8"), (pv8, "pv8"), (log2, "log2")].into_iter().filter(|p| p.0).map(|p| p.1).collect();
+    if parts.is_empty() {
+        "f32".into()
+    } else {
+        parts.join("+")
+    }
+}
+
+/// The kernel variant name a plan's site runs (`None` for the LM head's own f16 matrix).
+pub fn site_variant(sp: &SitePlan, weights: WeightFormat) -> String {
+    sp.resolve_variant(weights).name().to_string()
+}
+
+/// Variant name of the LM head. A float head left to `auto` is the model's own: f16 for f16
+/// plans; for Q4_1 plans the kernel the profile recorded (`w8a16` for SmolLM2's Q8_0
+/// embedding), f16 when the profile does not say.
+pub fn lm_head_variant(plan: &Plan, q4_head: Option<&str>) -> (String, u8) {
+    if plan.lm_head.is_float() && plan.lm_head.variant == VariantChoice::Auto {
+        match (plan.weights, q4_head) {
+            (WeightFormat::Q4_1, Some(v)) => (v.to_string(), 16),
+            _ => ("f16".into(), 16),
+        }
+    } else {
+        (site_variant(&plan.lm_head, plan.weights), plan.lm_head.bits)
+    }
+}
+
+/// The quantize record variant for a scheme.
+pub fn scheme_name(s: Scheme) -> &'static str {
+    match s {
+        Scheme::Token => "token",
+        Scheme::Tensor => "tensor",
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct Key {
+    op: String,
+    variant: String,
+    bits: u8,
+    k: usize,
+    threads: usize,
+}
+
+/// Measured points of one (op, variant, bits, k, threads), sorted by x.
+#[derive(Clone, Debug, Default)]
+struct Series {
+    pts: Vec<(f64, f64)>,
+}
+
+impl Series {
+    /// Piecewise linear through the points; outside them, the nearest segment extended
+    /// (never below zero). One point: proportional to x.
+    fn at(&self, x: f64) -> f64 {
+        let p = &self.pts;
+        match p.len() {
+            0 => f64::NAN,
+            1 => p[0].1 * x / p[0].0.max(1e-12),
+            n => {
+                let i = match p.iter().position(|&(px, _)| px >= x) {
+                    Some(0) => 0,
+                    Some(i) => i - 1,
+                    None => n - 2,
+                };
+                let ((x0, y0), (x1, y1)) = (p[i], p[i + 1]);
+                let y = if x1 == x0 { y0 } else { y0 + (y1 - y0) * (x - x0) / (x1 - x0) };
+                y.max(0.0)
+            }
+        }
+    }
+}
+
+/// A profile indexed for fast repeated predictions (the tuner calls it thousands of times).
+pub struct Predictor {
+    basis: Basis,
+    shapes: Option<ModelShapes>,
+    series: HashMap<Key, Series>,
+    threads: Vec<usize>,
+    roof: Vec<Roof>,
+    q4_head: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Roof {
+    threads: usize,
+    bw: f64,
+    f32: f64,
+    int8: f64,
+}
+
+/// Internal op names for the two attention regimes.
+const ATT_PREFILL: &str = "attention";
+const ATT_DECODE: &str = "attention@decode";
+
+impl Predictor {
+    pub fn new(profile: &DeviceProfile) -> Result<Predictor, PredictError> {
+        let shapes = profile.model.clone().ok_or(PredictError::NoShapes)?;
+        Ok(Self::with_shapes(profile, shapes))
+    }
+
+    pub fn with_shapes(profile: &DeviceProfile, shapes: ModelShapes) -> Predictor {
+        let basis = if profile.kind == ProfileKind::SpecSheet { Basis::Roofline } else { Basis::Measured };
+        let mut series: HashMap<Key, Series> = HashMap::new();
+        for r in &profile.records {
+            let k = if r.op == "quantize" { r.k } else { 0 };
+            let mut push = |op: &str, x: f64, y: f64| {
+                series
+                    .entry(Key { op: op.into(), variant: r.variant.clone(), bits: r.bits, k, threads: r.threads })
+                    .or_default()
+                    .pts
+                    .push((x, y))
+            };
+            if r.op == "attention" {
+                if r.m == r.kv {
+                    push(ATT_PREFILL, r.m as f64, r.median_s / r.m.max(1) as f64);
+                }
+                if r.m == 1 {
+                    push(ATT_DECODE, r.kv as f64, r.median_s);
+                }
+            } else {
+                push(&r.op, r.m as f64, r.median_s);
+            }
+        }
+        for s in series.values_mut() {
+            s.pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            s.pts.dedup_by(|a, b| a.0 == b.0);
+        }
+        let roof = profile
+            .ceilings
+            .iter()
+            .map(|c| {
+                let (ce, me) = profile.spec.as_ref().map_or((1.0, 1.0), |s| (s.compute_efficiency, s.memory_efficiency));
+                Roof { threads: c.threads, bw: c.dram_read_gbs * 1e9 * me, f32: c.f32_gflops * 1e9 * ce, int8: c.int8_gops * 1e9 * ce }
+            })
+            .collect();
+        // Spec sheets: the default model's Q8_0 head (w8a16) for Q4_1 plans.
+        let q4_head = profile.measurement.lm_head_q4_variant.clone().or_else(|| (basis == Basis::Roofline).then(|| "w8a16".into()));
+        Predictor { basis, shapes: Some(shapes), series, threads: profile.thread_counts(), roof, q4_head }
+    }
+
+    pub fn basis(&self) -> Basis {
+        self.basis
+    }
+
+    fn shapes(&self) -> &ModelShapes {
+        self.shapes.as_ref().expect("set by the constructors")
+    }
+
+    pub fn predict(&self, plan: &Plan, w: &Workload) -> Result<Prediction, PredictError> {
+        let sh = self.shapes();
+        if plan.n_layer() != sh.n_layer {
+            return Err(PredictError::Layers { plan: plan.n_layer(), profile: sh.n_layer });
+        }
+        if !self.threads.contains(&w.threads) {
+            return Err(PredictError::Threads { threads: w.threads, available: self.threads.clone() });
+        }
+        let t = w.threads;
+        let (p, n) = (w.prompt_tokens, w.gen_tokens);
+        let kept = kept_tokens(plan, p);
+        let mut per_layer = Vec::with_capacity(plan.n_layer());
+        let mut low_prev = 0usize;
+        for (l, lp) in plan.layers.iter().enumerate() {
+            let (m_in, m_kept, low) = kept[l];
+            let mut by_op = BTreeMap::new();
+            if p > 0 {
+                self.layer_ops(plan.weights, lp, m_in, m_kept, low_prev, low, m_in, t, &mut by_op)?;
+            }
+            low_prev = low;
+            // Decode: every step is one row; attention over the cached rows of this layer.
+            let mut decode_s = 0.0;
+            if n > 0 {
+                let mut one = BTreeMap::new();
+                self.layer_ops(plan.weights, lp, 1, 1, 0, 0, 0, t, &mut one)?;
+                decode_s = one.values().sum::<f64>() * n as f64;
+                let cached = if p > 0 { m_in } else { 0 };
+                let av = attention_variant(lp);
+                for i in 0..n {
+                    decode_s += self.attention(&av, 1, cached + i + 1, t)?;
+                }
+            }
+            per_layer.push(LayerCost { layer: l, tokens_in: m_in, tokens_kept: m_kept, by_op, decode_s });
+        }
+        let (hv, hb) = lm_head_variant(plan, self.q4_head.as_deref());
+        let head1 = self.cost("lm_head", &hv, hb, 0, 1, t)?;
+        let other1 = self.cost("norm", "f32", 16, 0, 1, t)? + self.cost("embed", "f32", 16, 0, 1, t)?;
+        let (lm_head_s, prefill_other_s) = if p > 0 {
+            (head1, self.cost("embed", "f32", 16, 0, p, t)? + self.cost("norm", "f32", 16, 0, 1, t)?)
+        } else {
+            (0.0, 0.0)
+        };
+        let prefill_s = lm_head_s + prefill_other_s + per_layer.iter().map(LayerCost::prefill_s).sum::<f64>();
+        let decode_lm_head_s = head1 * n as f64;
+        let decode_other_s = other1 * n as f64;
+        let decode_s = decode_lm_head_s + decode_other_s + per_layer.iter().map(|c| c.decode_s).sum::<f64>();
+        Ok(Prediction {
+            prefill_s,
+            decode_s,
+            e2e_s: prefill_s + decode_s,
+            per_layer,
+            lm_head_s,
+            prefill_other_s,
+            decode_lm_head_s,
+            decode_other_s,
+            basis: self.basis,
+            threads: t,
+            prompt_tokens: p,
+            gen_tokens: n,
+        })
+    }
+
+    /// Per-op seconds of one layer without pruning: `m` rows, attention over `kv` keys
+    /// (`kv == m`: a prefill from an empty cache; `m == 1`: a decode step). For the
+    /// additivity check against measured `block` records.
+    pub fn layer(&self, weights: WeightFormat, lp: &LayerPlan, m: usize, kv: usize, threads: usize) -> Result<BTreeMap<String, f64>, PredictError> {
+        let mut by_op = BTreeMap::new();
+        self.layer_ops(weights, lp, m, m, 0, 0, 0, threads, &mut by_op)?;
+        *by_op.entry("attention".into()).or_insert(0.0) += self.attention(&attention_variant(lp), m, kv, threads)?;
+        Ok(by_op)
+    }
+
+    /// Adds one layer's ops to `by_op`: `m` rows in, `mk` after pruning, `low_o` low-bit rows
+    /// at `o` (the previous layer's set), `low` at gate_up/down. Attention over `kv` keys
+    /// (`kv == 0`: left out, the caller adds it).
+    #[allow(clippy::too_many_arguments)]
+    fn layer_ops(
+        &self,
+        weights: WeightFormat,
+        lp: &LayerPlan,
+        m: usize,
+        mk: usize,
+        low_o: usize,
+        low: usize,
+        kv: usize,
+        t: usize,
+        by_op: &mut BTreeMap<String, f64>,
+    ) -> Result<(), PredictError> {
+        let mut add = |op: &str, s: f64| *by_op.entry(op.to_string()).or_insert(0.0) += s;
+        let sh = self.shapes();
+        let (d, ff, qd) = (sh.d_model, sh.d_ff, sh.q_dim());
+        let low_variant = match lp.low_bit_variant {
+            VariantChoice::Fixed(v) => v.name().to_string(),
+            VariantChoice::Auto => runtime::plan::auto_variant(4, weights).name().to_string(),
+        };
+        let low_sites = if lp.low_bit > 0.0 { lp.low_bit_sites() } else { Vec::new() };
+        let site = |s: Site, rows: usize, low_rows: usize, k: usize, add: &mut dyn FnMut(&str, f64)| -> Result<(), PredictError> {
+            let sp = lp.site(s);
+            let v = site_variant(sp, weights);
+            let scheme = scheme_name(sp.scheme);
+            let low_rows = if low_sites.contains(&s) { low_rows.min(rows) } else { 0 };
+            let high = rows - low_rows;
+            add(s.name(), self.cost(s.name(), &v, sp.bits, 0, high, t)?);
+            if !sp.is_float() {
+                add("quantize", self.cost("quantize", scheme, sp.bits, k, high, t)?);
+            }
+            if low_rows > 0 {
+                add(s.name(), self.cost(s.name(), &low_variant, 4, 0, low_rows, t)?);
+                add("quantize", self.cost("quantize", "token", 4, k, low_rows, t)?);
+            }
+            Ok(())
+        };
+        add("norm", self.cost("norm", "f32", 16, 0, m, t)?);
+        site(Site::Qkv, m, 0, d, &mut add)?;
+        let rope = if lp.qk.bits == 8 || lp.pv.bits == 8 { "int8-kv" } else { "f32" };
+        add("rope", self.cost("rope", rope, 16, 0, m, t)?);
+        if kv > 0 {
+            add("attention", self.attention(&attention_variant(lp), m, kv, t)?);
+        }
+        site(Site::O, m, low_o, qd, &mut add)?;
+        add("residual", self.cost("residual", "f32", 16, 0, m, t)?);
+        if m > 1 && (lp.prune > 0.0 || lp.low_bit > 0.0) {
+            add("prune_select", self.cost("prune_select", "f32", 16, 0, m, t)?);
+        }
+        add("norm", self.cost("norm", "f32", 16, 0, mk, t)?);
+        site(Site::GateUp, mk, low, d, &mut add)?;
+        add("silu", self.cost("silu", "f32", 16, 0, mk, t)?);
+        site(Site::Down, mk, low, ff, &mut add)?;
+        add("residual", self.cost("residual", "f32", 16, 0, mk, t)?);
+        Ok(())
+    }
+
+    /// Attention of `m` query rows over `kv` keys: `m == kv` a causal prefill from an empty
+    /// cache, `m == 1` a decode step.
+    fn attention(&self, variant: &str, m: usize, kv: usize, t: usize) -> Result<f64, PredictError> {
+        if m == 0 || kv == 0 {
+            return Ok(0.0);
+        }
+        let bits = if variant == "f32" { 16 } else { 8 };
+        if self.basis == Basis::Roofline {
+            return Ok(self.roofline("attention", variant, bits, 0, m, kv, t));
+        }
+        if m == 1 {
+            self.lookup(ATT_DECODE, variant, bits, 0, t).map(|s| s.at(kv as f64))
+        } else {
+            // m rows appended to a cache of kv - m keys: causal prefill cost per row, scaled.
+            self.lookup(ATT_PREFILL, variant, bits, 0, t).map(|s| s.at(m as f64) * m as f64)
+        }
+    }
+
+    fn lookup(&self, op: &str, variant: &str, bits: u8, k: usize, t: usize) -> Result<&Series, PredictError> {
+        self.series
+            .get(&Key { op: op.into(), variant: variant.into(), bits, k, threads: t })
+            .ok_or_else(|| PredictError::Missing {
+                op: op.trim_end_matches("@decode").into(),
+                variant: variant.into(),
+                bits,
+                k: if k > 0 { format!(", k = {k}") } else { String::new() },
+                threads: t,
+            })
+    }
+
+    /// Seconds of one call of a non-attention op over `m` rows (`k`: row length, for quantize).
+    fn cost(&self, op: &str, variant: &str, bits: u8, k: usize, m: usize, t: usize) -> Result<f64, PredictError> {
+        if m == 0 {
+            return Ok(0.0);
+        }
+        if self.basis == Basis::Roofline {
+            return Ok(self.roofline(op, variant, bits, k, m, 0, t));
+        }
+        self.lookup(op, variant, bits, k, t).map(|s| s.at(m as f64))
+    }
+
+    /// max(bytes / bandwidth, ops / peak) of one op, from the model shapes.
+    #[allow(clippy::too_many_arguments)]
+    fn roofline(&self, op: &str, variant: &str, bits: u8, k: usize, m: usize, kv: usize, t: usize) -> f64 {
+        let Some(r) = self.roof.iter().find(|r| r.threads == t) else { return f64::NAN };
+        let sh = self.shapes();
+        let (m, d, ff) = (m as f64, sh.d_model as f64, sh.d_ff as f64);
+        let (qd, kvd) = (sh.q_dim() as f64, sh.kv_dim() as f64);
+        let peak = if bits == 16 { r.f32 } else { r.int8 };
+        let (bytes, ops) = match op {
+            "attention" => {
+                let kv = kv as f64;
+                // Keys visited: causal prefill sums 1..=m over the last m positions.
+                let visits = if m <= 1.0 { kv } else { m * kv - m * (m - 1.0) / 2.0 };
+                (2.0 * kv * kvd * 4.0 + 2.0 * m * qd * 4.0, 4.0 * visits * qd)
+            }
+            "norm" | "residual" => (3.0 * m * d * 4.0, 3.0 * m * d),
+            "rope" => (3.0 * m * (qd + 2.0 * kvd) * 4.0, 6.0 * m * (qd + kvd)),
+            "silu" => (3.0 * m * ff * 4.0, 6.0 * m * ff),
+            "embed" => (m * d * (34.0 / 32.0 + 4.0), m * d),
+            "quantize" => (m * k as f64 * 5.0, 3.0 * m * k as f64),
+            "prune_select" => (2.0 * m * d * 4.0, m * m.max(2.0).log2()),
+            lin => {
+                let (n, kk) = sh.linear_shape(lin).map_or((0.0, 0.0), |(n, k)| (n as f64, k as f64));
+                let wbytes = match variant {
+                    "f16" => 2.0 * n * kk,
+                    "w8a16" => n * kk * 34.0 / 32.0,
+                    _ => n * kk * 20.0 / 32.0,
+                };
+                let abytes = if bits == 16 { 4.0 } else { 1.0 };
+                (wbytes + m * kk * abytes + m * n * 4.0, 2.0 * m * n * kk)
+            }
+        };
+        (bytes / r.bw).max(ops / peak)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_interpolates_and_extends() {
+        let s = Series { pts: vec![(1.0, 1.0), (16.0, 4.0), (64.0, 10.0)] };
+        assert_eq!(s.at(1.0), 1.0);
+        assert!((s.at(8.5) - 2.5).abs() < 1e-12);
+        assert!((s.at(40.0) - 7.0).abs() < 1e-12);
+        assert!((s.at(128.0) - 18.0).abs() < 1e-12);
+        assert_eq!(Series { pts: vec![(2.0, 4.0)] }.at(3.0), 6.0);
+    }
+
+    #[test]
+    fn attention_variant_names() {
+        assert_eq!(attention_variant_of(false, false, false), "f32");
+        assert_eq!(attention_variant_of(true, true, true), "qk8+pv8+log2");
+        assert_eq!(attention_variant_of(false, false, true), "log2");
+    }
+}

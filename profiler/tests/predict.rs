@@ -1,0 +1,122 @@
+//! The predictor on synthetic profiles whose answer is known in closed form, and the
+//! pruning bookkeeping against the runtime's own `PruneState`.
+
+use profiler::predict::{kept_tokens, predict, Basis, PredictError, Workload};
+use profiler::synthetic::{smollm2_shapes, synthetic_profile};
+use runtime::plan::presets::preset;
+use runtime::prune::PruneState;
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * b.abs().max(1e-12)
+}
+
+/// Linear ops 1 µs per row (LM head 100 µs per row), quantize 0.1 µs per row, causal
+/// prefill attention 1 µs x m², decode attention 10 ns per key, everything else free.
+fn cost(k: &profiler::profile::RecordKey) -> f64 {
+    let m = k.m as f64;
+    match k.op.as_str() {
+        "lm_head" => 1e-4 * m,
+        "qkv" | "o" | "gate_up" | "down" => 1e-6 * m,
+        "quantize" => 1e-7 * m,
+        "attention" if k.m == k.kv && k.m > 1 => 1e-6 * m * m,
+        "attention" => 1e-8 * k.kv as f64,
+        _ => 0.0,
+    }
+}
+
+#[test]
+fn dense_plan_sums_known_costs() {
+    let prof = synthetic_profile(smollm2_shapes(), &[1, 2], &[1, 16, 64, 128], &[1, 64, 256], cost);
+    let plan = preset("w4a8", 30).unwrap();
+    let (p, n) = (100usize, 5usize);
+    let pr = predict(&prof, &plan, &Workload { prompt_tokens: p, gen_tokens: n, threads: 2 }).unwrap();
+    assert_eq!(pr.basis, Basis::Measured);
+    let pf = p as f64;
+    // Per layer: 4 linear sites + 4 quantizations at m = 100 (interpolated between 64 and
+    // 128, exact because the costs are linear), attention 1e-6 * 100^2 (per-row interpolation
+    // is exact for a quadratic).
+    let layer = 4.0 * 1e-6 * pf + 4.0 * 1e-7 * pf + 1e-6 * pf * pf;
+    assert!(close(pr.prefill_s, 30.0 * layer + 1e-4), "{} vs {}", pr.prefill_s, 30.0 * layer + 1e-4);
+    assert!(close(pr.per_layer[7].by_op["attention"], 1e-6 * pf * pf));
+    // Decode step i: keys = 100 + i + 1.
+    let att: f64 = (0..n).map(|i| 1e-8 * (p + i + 1) as f64).sum();
+    let decode = 30.0 * (n as f64 * (4.0 * 1e-6 + 4.0 * 1e-7) + att) + n as f64 * 1e-4;
+    assert!(close(pr.decode_s, decode), "{} vs {decode}", pr.decode_s);
+    assert!(close(pr.e2e_s, pr.prefill_s + pr.decode_s));
+    assert!(pr.per_layer.iter().all(|l| l.tokens_in == p && l.tokens_kept == p));
+}
+
+#[test]
+fn float_plan_has_no_quantize_and_pruning_shrinks_later_layers() {
+    let prof = synthetic_profile(smollm2_shapes(), &[1], &[1, 16, 64, 512], &[1, 512, 1024], cost);
+    let w = Workload { prompt_tokens: 512, gen_tokens: 0, threads: 1 };
+    let fp = predict(&prof, &preset("fp16", 30).unwrap(), &w).unwrap();
+    assert!(fp.per_layer.iter().all(|l| !l.by_op.contains_key("quantize")));
+    let ag = predict(&prof, &preset("agile8", 30).unwrap(), &w).unwrap();
+    let kept = kept_tokens(&preset("agile8", 30).unwrap(), 512);
+    assert_eq!(kept[0], (512, 512, 0));
+    assert!(kept[29].1 < 512 && kept[29].1 >= 350, "{:?}", kept[29]);
+    for (l, c) in ag.per_layer.iter().enumerate() {
+        assert_eq!((c.tokens_in, c.tokens_kept), (kept[l].0, kept[l].1));
+        // gate_up runs on the kept rows.
+        assert!(close(c.by_op["gate_up"], 1e-6 * c.tokens_kept as f64));
+    }
+    assert!(ag.prefill_s < fp.prefill_s * 1.2);
+    assert_eq!(ag.decode_s, 0.0);
+}
+
+/// `kept_tokens` must agree with the runtime's pruning decisions row for row.
+#[test]
+fn kept_tokens_match_the_runtime_prune_state() {
+    for name in ["agile8", "agile4"] {
+        let plan = preset(name, 30).unwrap();
+        for p in [2usize, 3, 17, 100, 512] {
+            let mut st = PruneState::new(p, 0..p);
+            let mut seed = 12345u64 + p as u64;
+            let want = kept_tokens(&plan, p);
+            for (l, lp) in plan.layers.iter().enumerate() {
+                let m_in = st.n_rows();
+                if lp.prune > 0.0 || lp.low_bit > 0.0 {
+                    let imp: Vec<f32> = (0..m_in)
+                        .map(|_| {
+                            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                            (seed >> 40) as f32
+                        })
+                        .collect();
+                    let sel = st.select(&imp, lp.prune, lp.low_bit);
+                    st.apply(&sel);
+                }
+                assert_eq!((want[l].0, want[l].1), (m_in, st.n_rows()), "{name} p={p} layer {l}");
+            }
+        }
+    }
+}
+
+#[test]
+fn errors_name_what_is_missing() {
+    let prof = synthetic_profile(smollm2_shapes(), &[1], &[1, 16], &[1, 64], cost);
+    let w = Workload { prompt_tokens: 16, gen_tokens: 2, threads: 4 };
+    let e = predict(&prof, &preset("w4a8", 30).unwrap(), &w).unwrap_err();
+    assert!(matches!(e, PredictError::Threads { threads: 4, .. }), "{e}");
+    let e = predict(&prof, &preset("w4a8", 12).unwrap(), &Workload { threads: 1, ..w }).unwrap_err();
+    assert!(e.to_string().contains("12 layers"), "{e}");
+    let mut prof = prof;
+    prof.records.retain(|r| r.variant != "w4a8");
+    let e = predict(&prof, &preset("w4a8", 30).unwrap(), &Workload { threads: 1, ..w }).unwrap_err();
+    assert!(e.to_string().contains("w4a8"), "{e}");
+}
+
+#[test]
+fn predictor_is_cheap() {
+    let prof = synthetic_profile(smollm2_shapes(), &[1, 2], &[1, 16, 64, 128, 512], &[1, 64, 128, 256, 512, 1024], cost);
+    let pred = profiler::predict::Predictor::new(&prof).unwrap();
+    let plan = preset("agile4", 30).unwrap();
+    let w = Workload { prompt_tokens: 512, gen_tokens: 128, threads: 2 };
+    let t0 = std::time::Instant::now();
+    for _ in 0..100 {
+        std::hint::black_box(pred.predict(&plan, &w).unwrap());
+    }
+    let per = t0.elapsed().as_secs_f64() / 100.0;
+    // Generous bound (a shared, loaded machine): the tuner needs thousands per second.
+    assert!(per < 5e-3, "{per} s per prediction");
+}
