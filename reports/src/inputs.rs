@@ -65,23 +65,8 @@ pub struct ParetoRow {
     pub ppl_chunks: Option<u64>,
 }
 
-pub const PARETO_HEADER: [&str; 15] = [
-    "name",
-    "kind",
-    "plan_file",
-    "budget",
-    "objective",
-    "predicted_prefill_s",
-    "predicted_decode_s",
-    "predicted_e2e_s",
-    "measured_prefill_s",
-    "measured_decode_s",
-    "measured_e2e_s",
-    "ppl",
-    "ppl_stderr",
-    "ppl_text",
-    "ppl_chunks",
-];
+/// The tuner writes the Pareto CSV; its header is defined once, there.
+pub use tuner::pareto::HEADER as PARETO_HEADER;
 
 pub fn read_pareto(path: &Path) -> Result<Vec<ParetoRow>, ReportError> {
     let file = path.display().to_string();
