@@ -67,8 +67,14 @@ fn main() {
         Command::Calibrate(a) => cmd::calibrate::run(a),
     };
     if let Err(e) = result {
-        // One line: the context chain joined, outermost first.
-        let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+        // One line: the context chain joined, outermost first. Many errors already print
+        // their source in their own message; skip a cause the line so far already says.
+        let mut msg: Vec<String> = Vec::new();
+        for cause in e.chain().map(|c| c.to_string()) {
+            if !msg.last().is_some_and(|prev| prev.contains(&cause)) {
+                msg.push(cause);
+            }
+        }
         eprintln!("agq: error: {}", msg.join(": "));
         std::process::exit(1);
     }
