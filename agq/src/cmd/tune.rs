@@ -229,6 +229,26 @@ fn speedup(base: f64, x: f64) -> String {
     }
 }
 
+/// `prefill …, decode …, e2e …; vs w4a16 … / … / …; vs fp16 … / … / …` for one plan's latency.
+fn latency_line(x: &Latency, w4: &Latency, fp16: &Latency) -> String {
+    let ratios = |base: &Latency| {
+        format!(
+            "{} / {} / {}",
+            speedup(base.prefill_s, x.prefill_s),
+            speedup(base.decode_s, x.decode_s),
+            speedup(base.e2e_s(), x.e2e_s())
+        )
+    };
+    format!(
+        "prefill {:.3} s, decode {:.3} s, e2e {:.3} s; vs w4a16 {}; vs fp16 {}",
+        x.prefill_s,
+        x.decode_s,
+        x.e2e_s(),
+        ratios(w4),
+        ratios(fp16)
+    )
+}
+
 /// A human summary of one tuned plan (stdout).
 pub fn print_tuned(t: &Tuned, path: &Path, w4: &Latency, fp16: &Latency, measured: Option<(&Latency, &Latency, &Latency)>, objective: Objective) {
     println!("tuned plan {} (budget {}, objective {})", path.display(), t.budget, objective.name());
@@ -247,32 +267,9 @@ pub fn print_tuned(t: &Tuned, path: &Path, w4: &Latency, fp16: &Latency, measure
         t.predicted_kl,
         t.measured_kl.map_or("-".into(), |m| format!("{:.5}", m.kl))
     );
-    let p = &t.predicted;
-    println!(
-        "  predicted: prefill {:.3} s, decode {:.3} s, e2e {:.3} s; vs w4a16 {} / {} / {}; vs fp16 {} / {} / {}",
-        p.prefill_s,
-        p.decode_s,
-        p.e2e_s(),
-        speedup(w4.prefill_s, p.prefill_s),
-        speedup(w4.decode_s, p.decode_s),
-        speedup(w4.e2e_s(), p.e2e_s()),
-        speedup(fp16.prefill_s, p.prefill_s),
-        speedup(fp16.decode_s, p.decode_s),
-        speedup(fp16.e2e_s(), p.e2e_s())
-    );
+    println!("  predicted: {}", latency_line(&t.predicted, w4, fp16));
     if let Some((m, mw4, mf16)) = measured {
-        println!(
-            "  measured:  prefill {:.3} s, decode {:.3} s, e2e {:.3} s; vs w4a16 {} / {} / {}; vs fp16 {} / {} / {} (same run)",
-            m.prefill_s,
-            m.decode_s,
-            m.e2e_s(),
-            speedup(mw4.prefill_s, m.prefill_s),
-            speedup(mw4.decode_s, m.decode_s),
-            speedup(mw4.e2e_s(), m.e2e_s()),
-            speedup(mf16.prefill_s, m.prefill_s),
-            speedup(mf16.decode_s, m.decode_s),
-            speedup(mf16.e2e_s(), m.e2e_s())
-        );
+        println!("  measured:  {} (same run)", latency_line(m, mw4, mf16));
     }
     println!("  layers: {}", layer_summary(&t.plan));
     if let Some(e) = &t.explanation {
