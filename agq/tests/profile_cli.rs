@@ -61,6 +61,10 @@ fn profile_resume_and_refusals_on_a_tiny_model() {
     // Decode attention at each KV length, prefill attention at each M.
     assert!(p.records.iter().any(|r| r.op == "attention" && r.m == 1 && r.kv == 32));
     assert!(p.records.iter().any(|r| r.op == "attention" && r.m == 16 && r.kv == 16));
+    // Ops timed inside real decode steps: every linear variant, attention at each KV length.
+    assert!(p.records.iter().any(|r| r.op == "forward.attention" && r.m == 1 && r.kv == 32));
+    assert!(p.records.iter().any(|r| r.op == "forward.gate_up" && r.variant == "w4a8"));
+    assert!(p.records.iter().any(|r| r.op == "forward.lm_head"));
     let lines = std::fs::read_to_string(&jsonl).unwrap();
     assert_eq!(lines.lines().count(), p.records.len());
     let first: Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();

@@ -252,7 +252,7 @@ impl Matmul {
         if m == 0 || n == 0 {
             return;
         }
-        let tiles = tiles(m, n, k, self.prepared.col_align());
+        let tiles = tiles(m, n, k, self.prepared.col_align(), self.prepared.min_tile_macs());
         let prepared = &*self.prepared;
         let prep = prepared.prepare_act(act);
         let prep = prep.as_deref();
@@ -277,8 +277,9 @@ impl SharedOut {
     }
 }
 
-/// Minimum multiply-adds per tile, so that scheduling overhead stays small next to the work.
-const MIN_TILE_MACS: usize = 1 << 14;
+/// Minimum multiply-adds per tile, so that scheduling overhead stays small next to the work
+/// (the default of `Prepared::min_tile_macs`; variants cheaper per multiply-add raise it).
+pub(crate) const MIN_TILE_MACS: usize = 1 << 14;
 /// Allowed tile counts: divisible by 2, 3, 4 and 6 as far as the work allows, so common pool
 /// sizes get equal shares.
 const TILE_COUNTS: [usize; 7] = [1, 2, 3, 4, 6, 12, 24];
@@ -288,10 +289,10 @@ const MAX_TILES: usize = 24;
 /// Column tiles of `0..n`, each starting at a multiple of `align`, sizes differing by at most
 /// one `align` unit. Depends only on the shape, never on the thread count, which keeps
 /// results bit-identical across thread counts.
-pub(crate) fn tiles(m: usize, n: usize, k: usize, align: usize) -> Vec<Range<usize>> {
+pub(crate) fn tiles(m: usize, n: usize, k: usize, align: usize, min_macs: usize) -> Vec<Range<usize>> {
     let align = align.max(1);
     let units = n.div_ceil(align);
-    let by_work = (m * n * k.max(1) / MIN_TILE_MACS).max(1);
+    let by_work = (m * n * k.max(1) / min_macs.max(1)).max(1);
     let t = TILE_COUNTS.into_iter().rev().find(|&t| t <= units && t <= by_work).unwrap_or(1);
     (0..t).map(|i| (i * units / t) * align..((i + 1) * units / t * align).min(n)).collect()
 }
@@ -303,7 +304,7 @@ mod tests {
     #[test]
     fn tiles_cover_n_disjointly_aligned_and_ignore_threads() {
         for (m, n, k, align) in [(1, 576, 576, 16), (512, 49152, 576, 16), (3, 17, 5, 16), (1, 1, 1, 1), (9, 100, 3, 7)] {
-            let t = tiles(m, n, k, align);
+            let t = tiles(m, n, k, align, super::MIN_TILE_MACS);
             assert!(t.len() <= super::MAX_TILES, "{t:?}");
             assert_eq!(t.first().unwrap().start, 0);
             assert_eq!(t.last().unwrap().end, n);

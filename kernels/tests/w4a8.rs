@@ -133,3 +133,20 @@ per_isa!(zero_k_gives_zeros, Variant::W4A8, |isa| {
     let a = QuantizedActivations { m: 3, k: 0, bits: 8, q: vec![], scales: vec![1.0; 3] };
     assert!(matmul(Variant::W4A8, isa, &w, &a).iter().all(|&v| v == 0.0));
 });
+
+#[test]
+fn packed_layout_keeps_q4_1_scales_and_size() {
+    // 20 bytes per 32 weights (as Q4_1) and d, m exactly the blocks' f16 values, padding
+    // columns (n = 37 -> 48) zero.
+    check(20, q4_matrix(37, 75), |w| {
+        let p = PackedW4::new(&w);
+        let bpr = Q4Matrix::blocks_per_row(w.k);
+        assert_eq!(p.tiles * bpr * w4a8::RECORD, p.tiles * w4a8::TILE * bpr * 20);
+        for j in 0..p.tiles * w4a8::TILE {
+            for b in 0..bpr {
+                let (d, m) = if j < w.n { (w.row(j)[b].d.to_f32(), w.row(j)[b].m.to_f32()) } else { (0.0, 0.0) };
+                assert_eq!((p.d(j, b).to_bits(), p.m(j, b).to_bits()), (d.to_bits(), m.to_bits()), "column {j} block {b}");
+            }
+        }
+    });
+}

@@ -4,6 +4,7 @@
 
 pub mod counters;
 pub mod device;
+pub mod in_forward;
 pub mod measure;
 pub mod predict;
 pub mod profile;

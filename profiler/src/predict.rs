@@ -238,6 +238,9 @@ struct Roof {
 /// Internal op names for the two attention regimes.
 const ATT_PREFILL: &str = "attention";
 const ATT_DECODE: &str = "attention@decode";
+/// Decode attention timed inside the forward pass (see `in_forward`).
+const FWD_ATT: &str = "forward.attention";
+const FWD_ATT_DECODE: &str = "forward.attention@decode";
 
 impl Predictor {
     pub fn new(profile: &DeviceProfile) -> Result<Predictor, PredictError> {
@@ -257,7 +260,11 @@ impl Predictor {
                     .pts
                     .push((x, y))
             };
-            if r.op == "attention" {
+            if r.op == FWD_ATT {
+                if r.m == 1 {
+                    push(FWD_ATT_DECODE, r.kv as f64, r.median_s);
+                }
+            } else if r.op == "attention" {
                 if r.m == r.kv {
                     push(ATT_PREFILL, r.m as f64, r.median_s / r.m.max(1) as f64);
                 }
@@ -316,27 +323,27 @@ impl Predictor {
             // Decode: every step is one row; attention over the cached rows of this layer.
             let mut decode_s = 0.0;
             if n > 0 {
-                let mut one = BTreeMap::new();
-                self.layer_ops(plan.weights, lp, 1, 1, 0, 0, 0, t, &mut one)?;
-                decode_s = one.values().sum::<f64>() * n as f64;
+                decode_s = self.decode_layer(plan.weights, lp, t)?.values().sum::<f64>() * n as f64;
                 let cached = if p > 0 { m_in } else { 0 };
                 let av = attention_variant(lp);
                 for i in 0..n {
-                    decode_s += self.attention(&av, 1, cached + i + 1, t)?;
+                    decode_s += self.decode_attention(&av, cached + i + 1, t)?;
                 }
             }
             per_layer.push(LayerCost { layer: l, tokens_in: m_in, tokens_kept: m_kept, by_op, decode_s });
         }
         let (hv, hb) = lm_head_variant(plan, self.q4_head.as_deref());
         let head1 = self.cost("lm_head", &hv, hb, 0, 1, t)?;
-        let other1 = self.cost("norm", "f32", 16, 0, 1, t)? + self.cost("embed", "f32", 16, 0, 1, t)?;
+        let head_step = self.in_forward("lm_head", &hv, hb, t).unwrap_or(head1);
+        let other1 = self.in_forward("norm", "f32", 16, t).map_or_else(|| self.cost("norm", "f32", 16, 0, 1, t), Ok)?
+            + self.in_forward("embed", "f32", 16, t).map_or_else(|| self.cost("embed", "f32", 16, 0, 1, t), Ok)?;
         let (lm_head_s, prefill_other_s) = if p > 0 {
             (head1, self.cost("embed", "f32", 16, 0, p, t)? + self.cost("norm", "f32", 16, 0, 1, t)?)
         } else {
             (0.0, 0.0)
         };
         let prefill_s = lm_head_s + prefill_other_s + per_layer.iter().map(LayerCost::prefill_s).sum::<f64>();
-        let decode_lm_head_s = head1 * n as f64;
+        let decode_lm_head_s = head_step * n as f64;
         let decode_other_s = other1 * n as f64;
         let decode_s = decode_lm_head_s + decode_other_s + per_layer.iter().map(|c| c.decode_s).sum::<f64>();
         Ok(Prediction {
@@ -423,6 +430,80 @@ impl Predictor {
         site(Site::Down, mk, low, ff, &mut add)?;
         add("residual", self.cost("residual", "f32", 16, 0, mk, t)?);
         Ok(())
+    }
+
+    /// The median of a `forward.<op>` record at M = 1 (timed inside real decode steps), if
+    /// the profile has one.
+    fn in_forward(&self, op: &str, variant: &str, bits: u8, t: usize) -> Option<f64> {
+        if self.basis == Basis::Roofline {
+            return None;
+        }
+        let key = Key { op: format!("{}{op}", crate::in_forward::PREFIX), variant: variant.into(), bits, k: 0, threads: t };
+        self.series.get(&key).map(|s| s.at(1.0))
+    }
+
+    /// Per-op seconds of one decode step of one layer, attention left out. Ops timed inside
+    /// the real forward pass (`forward.*`) are used where the profile has them: they include
+    /// what the runtime charges to the op (a site's activation quantization, the residual
+    /// add after `o` and `down`); otherwise the isolated records.
+    pub fn decode_layer(&self, weights: WeightFormat, lp: &LayerPlan, t: usize) -> Result<BTreeMap<String, f64>, PredictError> {
+        let mut by_op = BTreeMap::new();
+        let mut iso = BTreeMap::new();
+        self.layer_ops(weights, lp, 1, 1, 0, 0, 0, t, &mut iso)?;
+        let mut add = |op: &str, s: f64| *by_op.entry(op.to_string()).or_insert(0.0) += s;
+        let sh = self.shapes();
+        let qd = sh.q_dim();
+        for s in Site::LINEAR {
+            let sp = lp.site(s);
+            let v = site_variant(sp, weights);
+            let k = match s {
+                Site::Down => sh.d_ff,
+                Site::O => qd,
+                _ => sh.d_model,
+            };
+            match self.in_forward(s.name(), &v, sp.bits, t) {
+                Some(x) => {
+                    add(s.name(), x);
+                    // Measured with per-token scales; another scheme quantizes differently.
+                    if !sp.is_float() && sp.scheme != Scheme::Token {
+                        let d = self.cost("quantize", scheme_name(sp.scheme), sp.bits, k, 1, t)?
+                            - self.cost("quantize", "token", sp.bits, k, 1, t)?;
+                        add("quantize", d);
+                    }
+                }
+                None => {
+                    add(s.name(), self.cost(s.name(), &v, sp.bits, 0, 1, t)?);
+                    if !sp.is_float() {
+                        add("quantize", self.cost("quantize", scheme_name(sp.scheme), sp.bits, k, 1, t)?);
+                    }
+                    if matches!(s, Site::O | Site::Down) {
+                        add("residual", self.cost("residual", "f32", 16, 0, 1, t)?);
+                    }
+                }
+            }
+        }
+        let rope = if lp.qk.bits == 8 || lp.pv.bits == 8 { "int8-kv" } else { "f32" };
+        for (op, variant, times) in [("norm", "f32", 2.0), ("rope", rope, 1.0), ("silu", "f32", 1.0)] {
+            let x = match self.in_forward(op, variant, 16, t) {
+                Some(x) => x * times,
+                None => iso.get(op).copied().unwrap_or(0.0),
+            };
+            add(op, x);
+        }
+        Ok(by_op)
+    }
+
+    /// Decode attention over `kv` keys: timed inside the forward pass where the profile has
+    /// it (interpolated in the KV length), else the isolated record.
+    fn decode_attention(&self, variant: &str, kv: usize, t: usize) -> Result<f64, PredictError> {
+        if self.basis == Basis::Measured {
+            let bits = if variant == "f32" { 16 } else { 8 };
+            let key = Key { op: FWD_ATT_DECODE.into(), variant: variant.into(), bits, k: 0, threads: t };
+            if let Some(s) = self.series.get(&key) {
+                return Ok(s.at(kv as f64));
+            }
+        }
+        self.attention(variant, 1, kv, t)
     }
 
     /// Attention of `m` query rows over `kv` keys: `m == kv` a causal prefill from an empty

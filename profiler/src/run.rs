@@ -11,6 +11,7 @@ use crate::profile::{
     PROFILE_SCHEMA,
 };
 use crate::stats::Summary;
+use crate::in_forward::{self, InForwardError};
 use crate::workbench::{Workbench, WorkbenchError, BLOCK_PRESETS};
 use kernels::ceilings::{Probe, ReadBuffer};
 use kernels::{Isa, Variant};
@@ -45,6 +46,8 @@ pub struct Settings {
     pub rotate_layers: usize,
     /// `block` records run this many layers (time stored per layer).
     pub block_layers: usize,
+    /// Decode steps timed per point by the in-forward runs (`forward.*` records; 0 = none).
+    pub forward_steps: usize,
 }
 
 impl Settings {
@@ -68,6 +71,7 @@ impl Settings {
             git_commit: None,
             rotate_layers: if quick { 4 } else { usize::MAX },
             block_layers: if quick { 2 } else { 6 },
+            forward_steps: if quick { 3 } else { 7 },
         }
     }
 }
@@ -78,6 +82,8 @@ pub enum RunError {
     Profile(#[from] ProfileError),
     #[error(transparent)]
     Workbench(#[from] WorkbenchError),
+    #[error(transparent)]
+    InForward(#[from] InForwardError),
     #[error("{file}: {msg}")]
     Resume { file: String, msg: String },
     #[error("{0}")]
@@ -378,9 +384,24 @@ pub fn run(
     let rank: std::collections::HashMap<&RecordKey, usize> = order.iter().enumerate().map(|(r, &i)| (&all[i], r)).collect();
     todo.sort_by_key(|k| rank[k]);
 
+    let q4_head = bench.lm_head_variant();
+    let groups: Vec<(in_forward::Group, Vec<RecordKey>)> = if s.forward_steps == 0 {
+        Vec::new()
+    } else {
+        in_forward::groups(&s.threads, &s.attention)
+            .into_iter()
+            .map(|g| {
+                let k = g.keys(&shapes, &s.kv_lengths, &q4_head);
+                (g, k)
+            })
+            .collect()
+    };
+    let groups_todo: Vec<&(in_forward::Group, Vec<RecordKey>)> =
+        groups.iter().filter(|(_, keys)| keys.iter().any(|k| !done.contains(k))).collect();
+
     progress.phase("measuring");
-    let total = all.len();
-    let mut n_done = total - todo.len();
+    let total = all.len() + groups.len();
+    let mut n_done = total - todo.len() - groups_todo.len();
     let mut new_records = 0usize;
     let mut last_save = Instant::now();
     let base_seconds = profile.measurement.seconds;
@@ -442,6 +463,61 @@ pub fn run(
         }
         if stop && n_done < total {
             return Err(RunError::Stopped { done: new_records, file: out_name });
+        }
+    }
+    // Ops inside the real forward pass (see `in_forward`): after the isolated ones.
+    let mut models: Option<in_forward::Models> = None;
+    for (g, _) in groups_todo {
+        progress.cases(n_done, total, &g.label());
+        let models = match &mut models {
+            Some(m) => m,
+            None => models.insert(in_forward::Models::open(&s.model)?),
+        };
+        let warmup = if s.quick { 1 } else { 2 };
+        let got = in_forward::measure_group(models, g, &s.kv_lengths, &q4_head, s.forward_steps, warmup, s.rules.clock, pools.get(g.threads()))?;
+        for (k, samples) in got {
+            if done.contains(&k) {
+                continue;
+            }
+            let base = RecordKey { op: k.op.trim_start_matches(in_forward::PREFIX).to_string(), ..k.clone() };
+            let (isa, n, kk) = bench.describe(&base);
+            let sum = Summary::of(&samples).expect("at least one sample");
+            let rec = Record {
+                op: k.op.clone(),
+                variant: k.variant.clone(),
+                isa,
+                bits: k.bits,
+                m: k.m,
+                kv: k.kv,
+                n,
+                k: if kk > 0 { kk } else { k.k },
+                threads: k.threads,
+                median_s: sum.median,
+                p10_s: sum.p10,
+                p90_s: sum.p90,
+                samples: sum.samples,
+                cv: sum.cv.unwrap_or(0.0),
+                counters: Default::default(),
+            };
+            if let Some(w) = jsonl.as_deref_mut() {
+                let line = serde_json::json!({ "device_slug": device.slug, "model_sha256": sha, "record": rec });
+                writeln!(w, "{line}").and_then(|_| w.flush()).map_err(RunError::Jsonl)?;
+            }
+            profile.records.push(rec);
+            new_records += 1;
+            if s.stop_after.is_some_and(|n| new_records >= n) {
+                profile.measurement.seconds = base_seconds + t_start.elapsed().as_secs_f64();
+                profile.write_atomic(&s.out)?;
+                return Err(RunError::Stopped { done: new_records, file: out_name });
+            }
+        }
+        n_done += 1;
+        if last_save.elapsed().as_secs_f64() >= s.save_every_s {
+            pinned = pinned && pools.pinning_held();
+            profile.measurement.pinned = pinned;
+            profile.measurement.seconds = base_seconds + t_start.elapsed().as_secs_f64();
+            profile.write_atomic(&s.out)?;
+            last_save = Instant::now();
         }
     }
     progress.cases(total, total, "done");

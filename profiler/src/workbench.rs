@@ -241,7 +241,7 @@ impl Workbench {
                 let k = key.k;
                 let x = random_values(m * k, seed);
                 let q = match key.variant.as_str() {
-                    "token" => ActQuantizer::PerToken { bits: key.bits },
+                    "token" => ActQuantizer::PerToken { bits: key.bits, clip: runtime::quant::clip::default_clip(key.bits) },
                     "tensor" => ActQuantizer::PerTensor(trip::search(&x, m, k, key.bits, 3)),
                     v => return Err(Self::op_err(key, format!("unknown scheme `{v}`"))),
                 };

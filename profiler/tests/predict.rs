@@ -120,3 +120,52 @@ fn predictor_is_cheap() {
     // Generous bound (a shared, loaded machine): the tuner needs thousands per second.
     assert!(per < 5e-3, "{per} s per prediction");
 }
+
+/// Decode steps use the ops timed inside the forward pass (`forward.*`) where the profile
+/// has them: site costs include their quantization and residual, attention interpolates in
+/// the KV length; a site without such a record falls back to the isolated ones.
+#[test]
+fn decode_uses_in_forward_records() {
+    use profiler::profile::Record;
+    let mut prof = synthetic_profile(smollm2_shapes(), &[1], &[1, 16, 64], &[1, 64, 256], cost);
+    let rec = |op: &str, variant: &str, bits: u8, kv: usize, s: f64| Record {
+        op: format!("forward.{op}"),
+        variant: variant.into(),
+        isa: "synthetic".into(),
+        bits,
+        m: 1,
+        kv,
+        n: 0,
+        k: 0,
+        threads: 1,
+        median_s: s,
+        p10_s: s,
+        p90_s: s,
+        samples: 1,
+        cv: 0.0,
+        counters: Default::default(),
+    };
+    for (op, s) in [("qkv", 3e-6), ("o", 5e-6), ("gate_up", 7e-6)] {
+        prof.records.push(rec(op, "w4a8", 8, 0, s));
+    }
+    prof.records.push(rec("lm_head", "w8a16", 16, 0, 2e-3));
+    prof.records.push(rec("norm", "f32", 16, 0, 1e-7));
+    prof.records.push(rec("attention", "f32", 16, 64, 1e-5));
+    prof.records.push(rec("attention", "f32", 16, 256, 3e-5));
+    let plan = preset("w4a8", 30).unwrap();
+    let (p, n) = (100usize, 4usize);
+    let pr = predict(&prof, &plan, &Workload { prompt_tokens: p, gen_tokens: n, threads: 1 }).unwrap();
+    // Per layer and step: the three in-forward sites, `down` from isolated records (kernel
+    // + quantize; the synthetic residual is free), two norms; attention over 100 + i + 1
+    // keys on the line through (64, 1e-5) and (256, 3e-5).
+    let layer = 3e-6 + 5e-6 + 7e-6 + (1e-6 + 1e-7) + 2.0 * 1e-7;
+    let att: f64 = (0..n).map(|i| 1e-5 + 2e-5 * ((p + i + 1) as f64 - 64.0) / 192.0).sum();
+    let step_other = 2e-3 + 1e-7; // LM head + final norm (embedding free)
+    let want = 30.0 * (n as f64 * layer + att) + n as f64 * step_other;
+    assert!(close(pr.decode_s, want), "{} vs {want}", pr.decode_s);
+    // Prefill is untouched by them.
+    let base = synthetic_profile(smollm2_shapes(), &[1], &[1, 16, 64], &[1, 64, 256], cost);
+    let pb = predict(&base, &plan, &Workload { prompt_tokens: p, gen_tokens: n, threads: 1 }).unwrap();
+    assert!(close(pr.prefill_s, pb.prefill_s));
+    assert!(pr.decode_s > pb.decode_s);
+}

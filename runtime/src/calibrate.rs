@@ -12,7 +12,10 @@ use crate::quant::trip::{self, ChannelFactors};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-pub const CALIB_SCHEMA: u32 = 1;
+/// 2: factors are chosen per group of input channels (`factor_group`), and each site
+/// records its outlier ratio. Schema-1 files (per-channel factors) are rejected: re-run
+/// `agq calibrate`.
+pub const CALIB_SCHEMA: u32 = 2;
 
 /// Rows kept per site for percentiles and the factor search.
 pub const DEFAULT_SAMPLE_ROWS: usize = 1024;
@@ -30,6 +33,10 @@ pub struct SiteStats {
     pub p999: f32,
     pub p9999: f32,
     pub channel_absmax: Vec<f32>,
+    /// Outlier statistic: max over channels of the per-channel absmax, divided by its
+    /// median (1 = every channel has the same range).
+    #[serde(default)]
+    pub channel_ratio: f32,
     pub int8: ChannelFactors,
     pub int4: ChannelFactors,
 }
@@ -78,6 +85,10 @@ pub struct CalibStats {
     pub tokens: u64,
     /// Largest factor exponent searched.
     pub kmax: u8,
+    #[serde(default)]
+    /// Input channels sharing one factor exponent (32 = one Q4_1 block: exact fold; 1 =
+    /// per channel: the fold re-quantizes the weights).
+    pub factor_group: usize,
     pub layers: Vec<LayerStats>,
     pub lm_head: SiteStats,
 }
@@ -113,7 +124,13 @@ impl CalibStats {
     fn validate(&self, file: &str) -> Result<(), CalibError> {
         let bad = |msg: String| CalibError::Invalid { file: file.into(), msg };
         if self.schema != CALIB_SCHEMA {
-            return Err(bad(format!("unsupported schema version {} (this agq reads {CALIB_SCHEMA})", self.schema)));
+            return Err(bad(format!(
+                "unsupported schema version {} (this agq reads {CALIB_SCHEMA}; re-run `agq calibrate`)",
+                self.schema
+            )));
+        }
+        if self.factor_group == 0 {
+            return Err(bad("factor_group must be at least 1".into()));
         }
         for (i, l) in self.layers.iter().enumerate() {
             if l.index != i {
@@ -138,6 +155,13 @@ impl CalibStats {
                 }
                 if !(cf.scale.is_finite() && cf.scale >= 0.0) {
                     return Err(bad(format!("{name}: int{} scale {} is not finite and non-negative", cf.bits, cf.scale)));
+                }
+            }
+            if self.factor_group > 1 {
+                for cf in [&st.int8, &st.int4] {
+                    if cf.factors.chunks(self.factor_group).any(|g| g.iter().any(|&a| a != g[0])) {
+                        return Err(bad(format!("{name}: int{} factors differ inside a group of {}", cf.bits, self.factor_group)));
+                    }
                 }
             }
             if st.int8.bits != 8 || st.int4.bits != 4 {
@@ -220,8 +244,9 @@ impl SiteAccumulator {
         self.rows
     }
 
-    /// Percentiles, and the INT8 and INT4 scale/factor search on the sampled rows.
-    pub fn finish(&self, kmax: u8) -> SiteStats {
+    /// Percentiles, and the INT8 and INT4 scale/factor search on the sampled rows (one
+    /// factor per `group` input channels).
+    pub fn finish(&self, kmax: u8, group: usize) -> SiteStats {
         let m = self.sample.len() / self.k.max(1);
         let mut abs: Vec<f32> = self.sample.iter().map(|v| v.abs()).collect();
         abs.sort_by(f32::total_cmp);
@@ -235,9 +260,26 @@ impl SiteAccumulator {
             p999: pct(0.999),
             p9999: pct(0.9999),
             channel_absmax: self.absmax.clone(),
-            int8: trip::search(&self.sample, m, self.k, 8, kmax),
-            int4: trip::search(&self.sample, m, self.k, 4, kmax),
+            channel_ratio: channel_ratio(&self.absmax),
+            int8: trip::search_grouped(&self.sample, m, self.k, 8, kmax, group),
+            int4: trip::search_grouped(&self.sample, m, self.k, 4, kmax, group),
         }
+    }
+}
+
+/// Max over median of per-channel absmax values (0 when all are zero or there are none).
+pub fn channel_ratio(absmax: &[f32]) -> f32 {
+    let mut v: Vec<f32> = absmax.to_vec();
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f32::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) };
+    if median > 0.0 {
+        v[n - 1] / median
+    } else {
+        0.0
     }
 }
 
@@ -279,18 +321,33 @@ impl Collector {
         }
     }
 
-    /// Runs the searches (the expensive part) and assembles the file contents.
+    /// Runs the searches (the expensive part) with one factor per Q4_1 block column
+    /// ([`trip::GROUP`]) and assembles the file contents.
     pub fn finish(&self, kmax: u8, model_sha256: &str, text: &str, text_sha256: &str, tokens: u64) -> CalibStats {
+        self.finish_grouped(kmax, trip::GROUP, model_sha256, text, text_sha256, tokens)
+    }
+
+    /// [`Collector::finish`] with `group` input channels per factor (1 = per channel).
+    pub fn finish_grouped(
+        &self,
+        kmax: u8,
+        group: usize,
+        model_sha256: &str,
+        text: &str,
+        text_sha256: &str,
+        tokens: u64,
+    ) -> CalibStats {
+        use rayon::prelude::*;
         let layers = self
             .layers
-            .iter()
+            .par_iter()
             .enumerate()
             .map(|(index, a)| LayerStats {
                 index,
-                qkv: a[0].finish(kmax),
-                o: a[1].finish(kmax),
-                gate_up: a[2].finish(kmax),
-                down: a[3].finish(kmax),
+                qkv: a[0].finish(kmax, group),
+                o: a[1].finish(kmax, group),
+                gate_up: a[2].finish(kmax, group),
+                down: a[3].finish(kmax, group),
             })
             .collect();
         CalibStats {
@@ -300,8 +357,9 @@ impl Collector {
             text_sha256: text_sha256.into(),
             tokens,
             kmax,
+            factor_group: group,
             layers,
-            lm_head: self.lm_head.finish(kmax),
+            lm_head: self.lm_head.finish(kmax, group),
         }
     }
 }

@@ -45,13 +45,32 @@ fn t(g: &Gguf, name: &str) -> Vec<f32> {
     g.tensor(name).unwrap().to_f32().unwrap()
 }
 
-/// Symmetric fake quantization of one row, as kernels' per-token quantizer.
+/// Symmetric fake quantization of one row, as the per-token quantizer: scale `amax / qmax`
+/// at 8 bits; at 4 bits `r · amax / 7` with the clipping ratio `r` (1, 0.975, ..., 0.3,
+/// stopping after 3 non-improving ratios) of least squared error.
 fn fq(row: &mut [f32], bits: u8) {
     if bits == 16 {
         return;
     }
     let qmax = ((1 << (bits - 1)) - 1) as f32;
-    let s = row.iter().fold(0f32, |a, v| a.max(v.abs())) / qmax;
+    let amax = row.iter().fold(0f32, |a, v| a.max(v.abs()));
+    let mut s = amax / qmax;
+    if bits == 4 && amax > 0.0 {
+        let err = |s: f32| row.iter().map(|&v| ((v - (v * (1.0 / s)).clamp(-qmax, qmax).round() * s) as f64).powi(2)).sum::<f64>();
+        let (mut best, mut since) = (err(s), 0);
+        for i in 1..29 {
+            let si = (1.0 - 0.025 * i as f32) * amax / qmax;
+            let e = err(si);
+            if e < best {
+                (best, s, since) = (e, si, 0);
+            } else {
+                since += 1;
+                if since >= 3 {
+                    break;
+                }
+            }
+        }
+    }
     let inv = if s > 0.0 { 1.0 / s } else { 0.0 };
     row.iter_mut().for_each(|v| *v = (*v * inv).round().clamp(-qmax, qmax) * s);
 }
@@ -343,6 +362,45 @@ fn corrupt_calibration_files_are_rejected() {
     assert!(e.contains("c.json") && e.contains("layer 1 o"), "{e}");
     std::fs::write(&path, "{").unwrap();
     assert!(CalibStats::read(&path).unwrap_err().to_string().contains("c.json"));
+    // Factors that differ inside a 32-channel group contradict `factor_group = 32`.
+    let mut stats = coll.finish(3, &"0".repeat(64), "t", &"1".repeat(64), 40);
+    assert_eq!(stats.factor_group, 32);
+    stats.layers[0].down.int4.factors[1] = stats.layers[0].down.int4.factors[0] ^ 1;
+    stats.write(&path).unwrap();
+    let e = CalibStats::read(&path).unwrap_err().to_string();
+    assert!(e.contains("layer 0 down") && e.contains("group of 32"), "{e}");
+    // A schema-1 file (per-channel factors, no outlier ratio) asks for a re-run.
+    let mut stats = coll.finish(3, &"0".repeat(64), "t", &"1".repeat(64), 40);
+    stats.schema = 1;
+    stats.write(&path).unwrap();
+    let e = CalibStats::read(&path).unwrap_err().to_string();
+    assert!(e.contains("schema version 1") && e.contains("agq calibrate"), "{e}");
+}
+
+/// Calibration writes group-constant factors by default (the plan then folds them exactly,
+/// see `quant::exact_fold_scales_weights_exactly`); per-channel factors (group 1) still run,
+/// through the re-quantizing fold. Both stay close to float on the tiny model.
+#[test]
+fn trip_fold_in_the_plan_is_exact_for_group_factors() {
+    let f = fixture(2);
+    let calib_toks = tokens(96, 320);
+    let coll = calibrate::collect(&f.model, &calib_toks, 32, 256, |_| {}).unwrap();
+    let g32 = coll.finish(3, &"0".repeat(64), "s", &"1".repeat(64), 96);
+    let g1 = coll.finish_grouped(3, 1, &"0".repeat(64), "s", &"1".repeat(64), 96);
+    assert!(g32.layers.iter().all(|l| runtime::quant::trip::group_exponents(&l.down.int8.factors).is_some()));
+    assert!(g32.layers.iter().flat_map(|l| [&l.qkv, &l.o, &l.gate_up, &l.down]).all(|s| s.channel_ratio >= 1.0));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("calib.json");
+    let plan = presets::preset("w4a8-trip", 2).unwrap();
+    let toks = tokens(20, 320);
+    let float = run(&f, &toks, &FloatHooks, Logits::All).1;
+    for (name, st) in [("group 32", &g32), ("group 1", &g1)] {
+        let h = PlanHooks::build(&f.model, &f.g, &plan, "w4a8-trip", Some((st, &path)), Prunable::All).unwrap();
+        let y = run(&f, &toks, &h, Logits::All).1;
+        let e = max_rel(&y, &float);
+        eprintln!("w4a8-trip {name}: max rel. diff to float {e:.3e}");
+        assert!(e < 0.3 && y.iter().all(|v| v.is_finite()), "{name}: {e}");
+    }
 }
 
 #[test]

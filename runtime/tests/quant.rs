@@ -173,7 +173,7 @@ fn per_tensor_site_with_folded_weights() {
     let plain = ChannelFactors::per_tensor(&x, k, 8);
     let requant = trip::fold_into_weights(&w, None);
     let y_plain = run(&ActQuantizer::PerTensor(plain), &requant);
-    let y_token = run(&ActQuantizer::PerToken { bits: 8 }, &w);
+    let y_token = run(&ActQuantizer::PerToken { bits: 8, clip: false }, &w);
     let energy: f64 = exact.iter().map(|v| v * v).sum();
 
     let act_trip = sq(&y_trip, &trip_ref);
@@ -214,7 +214,7 @@ fn per_token_quantizer_is_kernels_quantizer() {
     let (m, k) = (5, 33);
     let x = noise(m * k, 9);
     for bits in [8u8, 4] {
-        let q = ActQuantizer::PerToken { bits }.quantize(&x, m, k).unwrap();
+        let q = ActQuantizer::PerToken { bits, clip: false }.quantize(&x, m, k).unwrap();
         assert_eq!(q, QuantizedActivations::quantize_per_token(&x, m, k, bits));
     }
     assert!(ActQuantizer::Float.quantize(&x, m, k).is_none());
@@ -229,7 +229,7 @@ fn mixed_rows_equal_separate_runs() {
     let hi = Matmul::new_q4(Variant::W4A8, kernels::best_isa(Variant::W4A8), &w).unwrap();
     let lo = Matmul::new_q4(v4, kernels::best_isa(v4), &w).unwrap();
     let low = [false, true, true, false, false, true, false];
-    let q = ActQuantizer::PerToken { bits: 8 };
+    let q = ActQuantizer::PerToken { bits: 8, clip: false };
     let mixed = MixedRows::quantize(&q, &x, m, k, &low);
     assert_eq!(mixed.low_rows, vec![1, 2, 5]);
     let mut y = vec![f32::NAN; m * n];
@@ -237,7 +237,8 @@ fn mixed_rows_equal_separate_runs() {
     for r in 0..m {
         let row = &x[r * k..(r + 1) * k];
         let bits = if low[r] { 4 } else { 8 };
-        let qa = QuantizedActivations::quantize_per_token(row, 1, k, bits);
+        // INT4 rows are MSE-clipped (clip::default_clip(4)), INT8 rows plain.
+        let qa = if low[r] { runtime::quant::clip::quantize_per_token_mse(row, 1, k, 4) } else { QuantizedActivations::quantize_per_token(row, 1, k, bits) };
         let mut want = vec![0f32; n];
         (if low[r] { &lo } else { &hi }).run(Activations::Int(&qa), &mut want);
         assert_eq!(&y[r * n..(r + 1) * n], &want[..], "row {r}");
@@ -335,4 +336,175 @@ proptest! {
         softmax::quantize_log2_normalized(&mut got);
         prop_assert_eq!(got, want);
     }
+}
+
+// ---------- group factors: the exact fold ----------
+
+/// Group-constant exponents for `k` channels (one per 32), from a seed.
+fn group_factors(k: usize, seed: u64, kmax: u8) -> Vec<u8> {
+    let g: Vec<u8> = noise(k.div_ceil(32), seed).iter().map(|v| ((v.abs() * (kmax as f32 + 1.0)) as u8).min(kmax)).collect();
+    (0..k).map(|c| g[c / 32]).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Folding group factors into d and m scales every dequantized weight of the group by
+    /// exactly 2^a (codes untouched), so (X / 2^a)·(2^a W)ᵀ == X·Wᵀ in exact arithmetic.
+    #[test]
+    fn exact_fold_scales_weights_exactly(n in 1usize..6, k in 1usize..100, m in 1usize..4, seed in any::<u64>(), kmax in 0u8..4) {
+        let w = Q4Matrix::quantize(n, k, &noise(n * k, seed));
+        let f = group_factors(k, seed ^ 5, kmax);
+        let folded = trip::fold_exact(&w, &f).expect("group-constant, small scales");
+        for (a, b) in w.blocks.iter().zip(&folded.blocks) {
+            prop_assert_eq!(a.qs, b.qs);
+        }
+        let mut want = w.dequantize();
+        trip::fold_f32(&mut want, k, &f);
+        prop_assert_eq!(folded.dequantize(), want.clone());
+        let x = noise(m * k, seed ^ 9);
+        let mut xs = x.clone();
+        trip::scale_activations(&mut xs, k, &f);
+        prop_assert_eq!(matmul_f64(&x, &w.dequantize(), m, n, k), matmul_f64(&xs, &folded.dequantize(), m, n, k));
+    }
+
+    /// Grouped search: one exponent per 32 channels, each the best for its group's summed
+    /// error at the chosen scale (brute force over every exponent).
+    #[test]
+    fn grouped_factors_are_optimal_per_group(m in 1usize..20, k in 4usize..100, seed in any::<u64>(), bits in prop::sample::select(vec![4u8, 8]), kmax in 0u8..4) {
+        let x = outlier_acts(m, k, seed);
+        let cf = trip::search_grouped(&x, m, k, bits, kmax, 32);
+        prop_assert!(trip::group_exponents(&cf.factors).is_some());
+        for g0 in (0..k).step_by(32) {
+            let g1 = (g0 + 32).min(k);
+            let err_at = |a: u8| {
+                let mut f = cf.factors.clone();
+                f[g0..g1].iter_mut().for_each(|v| *v = a);
+                runtime_error(&x, m, k, bits, cf.scale, &f)
+            };
+            let chosen = err_at(cf.factors[g0]);
+            for a in 0..=kmax {
+                prop_assert!(chosen <= err_at(a) * (1.0 + 1e-9) + 1e-30, "group {}: a={} worse than a={}", g0 / 32, cf.factors[g0], a);
+            }
+        }
+    }
+}
+
+#[test]
+fn exact_fold_refuses_per_channel_factors_and_clamps_f16_overflow() {
+    let (n, k) = (3, 64);
+    let w = Q4Matrix::quantize(n, k, &noise(n * k, 1));
+    let mut f = vec![0u8; k];
+    f[5] = 1;
+    assert!(trip::group_exponents(&f).is_none());
+    assert!(trip::fold_exact(&w, &f).is_none(), "channel 5 alone cannot fold exactly");
+    // A block whose d * 8 overflows f16 (> 65504): its column's exponent is lowered.
+    let mut big = w.clone();
+    big.blocks[1 * 2 + 1].d = half::f16::from_f32(20000.0);
+    let want = vec![3u8; k];
+    assert!(trip::fold_exact(&big, &want).is_none());
+    let clamped = trip::clamp_for_f16(&big, &want);
+    assert_eq!(&clamped[..32], &[3u8; 32][..], "the other column keeps its exponent");
+    assert_eq!(&clamped[32..], &[1u8; 32][..], "20000 * 2 fits, 20000 * 4 does not");
+    assert!(trip::fold_exact(&big, &clamped).is_some());
+}
+
+#[test]
+fn grouped_factors_help_outlier_groups() {
+    // Outlier channels 3 and k/2 sit in different groups; the groups holding them get a
+    // coarser grid, the others keep the fine one, and the error drops against no factors.
+    let (m, k) = (256, 128);
+    let x = outlier_acts(m, k, 13);
+    for bits in [8u8, 4] {
+        let cf = trip::search_grouped(&x, m, k, bits, 3, 32);
+        let zero = ChannelFactors { bits, scale: cf.scale, factors: vec![0; k] };
+        assert!(trip::error(&x, m, k, &cf) < trip::error(&x, m, k, &zero), "int{bits}");
+        assert!(cf.factors[3] > 0 && cf.factors[k / 2] > 0, "int{bits}: {:?}", cf.factors);
+        assert_eq!(cf.factors[40], 0, "int{bits}: a group without outliers keeps a = 0");
+    }
+}
+
+#[test]
+fn channel_ratio_is_max_over_median() {
+    use runtime::calibrate::channel_ratio;
+    assert_eq!(channel_ratio(&[1.0, 2.0, 8.0]), 4.0);
+    assert_eq!(channel_ratio(&[1.0, 3.0, 5.0, 50.0]), 12.5);
+    assert_eq!(channel_ratio(&[]), 0.0);
+    assert_eq!(channel_ratio(&[0.0, 0.0]), 0.0);
+}
+
+// ---------- MSE-clipped per-token quantization ----------
+
+/// Plain re-implementation: every ratio on the grid in order, early stop after `PATIENCE`
+/// non-improving ones, errors in f64 with `f32::round`.
+fn ref_mse_scale(x: &[f32], bits: u8) -> f32 {
+    use runtime::quant::clip;
+    let qmax = ((1 << (bits - 1)) - 1) as f32;
+    let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
+    if amax == 0.0 {
+        return 0.0;
+    }
+    let err = |s: f32| x.iter().map(|&v| ((v - (v * (1.0 / s)).clamp(-qmax, qmax).round() * s) as f64).powi(2)).sum::<f64>();
+    let mut best = (amax / qmax, err(amax / qmax));
+    let mut since = 0;
+    for i in 1..clip::RATIOS {
+        let s = clip::ratio(i) * amax / qmax;
+        let e = err(s);
+        if e < best.1 {
+            best = (s, e);
+            since = 0;
+        } else {
+            since += 1;
+            if since >= clip::PATIENCE {
+                break;
+            }
+        }
+    }
+    best.0
+}
+
+fn row_sq_err(x: &[f32], q: &QuantizedActivations, r: usize) -> f64 {
+    let k = q.k;
+    (0..k).map(|c| ((x[r * k + c] - q.scales[r] * q.q[r * k + c] as f32) as f64).powi(2)).sum()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn mse_clip_matches_reference_and_never_loses(m in 1usize..6, k in 1usize..300, seed in any::<u64>(), bits in prop::sample::select(vec![4u8, 8]), spike in 1f32..60.0) {
+        use runtime::quant::clip;
+        let mut x = noise(m * k, seed);
+        x[(seed as usize) % (m * k)] *= spike;
+        let q = clip::quantize_per_token_mse(&x, m, k, bits);
+        let plain = QuantizedActivations::quantize_per_token(&x, m, k, bits);
+        for r in 0..m {
+            let row = &x[r * k..(r + 1) * k];
+            let s = ref_mse_scale(row, bits);
+            // f32 vs f64 error sums may pick a neighbouring ratio on a near tie.
+            prop_assert!((q.scales[r] - s).abs() <= 0.026 * s.abs() + 1e-30, "row {}: {} vs {}", r, q.scales[r], s);
+            let again = QuantizedActivations::quantize_per_tensor(row, 1, k, bits, q.scales[r]);
+            prop_assert_eq!(&q.q[r * k..(r + 1) * k], &again.q[..], "codes are kernels' codes at that scale");
+            prop_assert!(row_sq_err(&x, &q, r) <= row_sq_err(&x, &plain, r) * (1.0 + 1e-5) + 1e-12);
+        }
+    }
+}
+
+#[test]
+fn clipping_policy_is_4_bits_only() {
+    use runtime::quant::clip;
+    assert!(clip::default_clip(4) && !clip::default_clip(8));
+}
+
+#[test]
+fn mse_clip_wins_at_4_bits_on_an_outlier_row() {
+    use runtime::quant::clip;
+    let k = 256;
+    let mut x = noise(k, 77);
+    x[10] = 12.0;
+    let q = clip::quantize_per_token_mse(&x, 1, k, 4);
+    let plain = QuantizedActivations::quantize_per_token(&x, 1, k, 4);
+    assert!(q.scales[0] < plain.scales[0], "clipped scale {} vs {}", q.scales[0], plain.scales[0]);
+    assert!(row_sq_err(&x, &q, 0) < 0.8 * row_sq_err(&x, &plain, 0));
+    assert_eq!(clip::quantize_per_token_mse(&[0.0; 8], 2, 4, 4).scales, vec![0.0, 0.0]);
 }

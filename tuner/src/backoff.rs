@@ -1,6 +1,6 @@
 //! Validation with back-off: the chosen plan is evaluated for real (perplexity on held-out
-//! text); while it is over budget, the least efficient changes (latency saved per KL) are
-//! undone, as many as the overshoot suggests, and the plan is evaluated again.
+//! text); while it is over budget, the search is solved again with a KL budget shrunk by as
+//! much as the overshoot suggests, and that plan is evaluated.
 
 use crate::search::Candidate;
 use crate::TuneError;
@@ -22,6 +22,8 @@ pub trait Evaluator {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Step {
     pub changes: usize,
+    /// The KL budget the search was given for this step.
+    pub kl_budget: f64,
     pub predicted_kl: f64,
     pub measured: Measured,
 }
@@ -45,50 +47,55 @@ pub fn build(base: &Plan, changes: &[Candidate]) -> Plan {
     p
 }
 
-/// Evaluates `picks` on `base` and backs off until the perplexity is at most `allowed`.
+/// Evaluates the search's answer for `kl_budget` and, while it measures over `allowed`,
+/// solves the search again with a smaller KL budget: as much smaller as the measured overshoot
+/// suggests. Re-solving (rather than undoing single changes) keeps the answer optimal for the
+/// budget it ends at: a plan over budget may be best fixed by dropping the prune schedule and
+/// keeping every INT8 site, which undoing the least efficient changes one by one never finds.
 /// `base_ppl` is the perplexity of `base` itself under the same protocol (the starting point
-/// of the overshoot estimate, and the answer for the empty plan). At most `max_evals` evaluations; if the budget is still not
-/// met, the result is `base` (no changes) with `within` telling whether even that meets it.
+/// of the overshoot estimate, and the answer for the empty plan). At most `max_evals`
+/// evaluations; if the budget is still not met, the result is `base` (no changes) with
+/// `within` telling whether even that meets it.
+#[allow(clippy::too_many_arguments)]
 pub fn back_off(
     base: &Plan,
-    picks: Vec<Candidate>,
+    kl_budget: f64,
+    solve: &mut dyn FnMut(f64) -> Vec<Candidate>,
     base_ppl: Measured,
     allowed: f64,
     eval: &mut dyn Evaluator,
     max_evals: usize,
     mut on_step: impl FnMut(&Step),
 ) -> Result<Outcome, TuneError> {
-    let mut kept = picks;
-    // Most efficient first, so undoing pops from the end.
-    kept.sort_by(|a, b| b.efficiency().partial_cmp(&a.efficiency()).unwrap_or(std::cmp::Ordering::Equal));
+    let mut budget = kl_budget;
+    let mut picks = solve(budget);
     let mut steps = Vec::new();
     let kl_of = |v: &[Candidate]| v.iter().map(|c| c.kl.max(0.0)).sum::<f64>();
     loop {
-        let plan = build(base, &kept);
-        let m = if kept.is_empty() { base_ppl } else { eval.evaluate(&plan)? };
-        let step = Step { changes: kept.len(), predicted_kl: kl_of(&kept), measured: m };
+        let plan = build(base, &picks);
+        let m = if picks.is_empty() { base_ppl } else { eval.evaluate(&plan)? };
+        let step = Step { changes: picks.len(), kl_budget: budget, predicted_kl: kl_of(&picks), measured: m };
         on_step(&step);
         steps.push(step);
-        if m.ppl <= allowed || kept.is_empty() {
-            return Ok(Outcome { plan, kept, measured: m, steps, within: m.ppl <= allowed });
+        if m.ppl <= allowed || picks.is_empty() {
+            return Ok(Outcome { plan, kept: picks, measured: m, steps, within: m.ppl <= allowed });
         }
-        if steps.len() >= max_evals {
+        let predicted = kl_of(&picks);
+        if steps.len() >= max_evals || predicted <= 0.0 {
             // Give up on partial plans: the base plan is the safe answer.
-            kept.clear();
+            picks.clear();
             continue;
         }
-        // The overshoot in NLL terms says how much of the predicted KL to keep.
+        // The overshoot in NLL terms says how much of the predicted KL to keep; 0.9 leaves a
+        // margin so the next evaluation is not another near miss.
         let excess = (m.ppl / base_ppl.ppl).ln();
         let room = (allowed / base_ppl.ppl).ln().max(0.0);
-        let target = if excess > 0.0 { kl_of(&kept) * (room / excess) * 0.9 } else { 0.0 };
-        // Undo from the least efficient end (at least one change) until the predicted KL is
-        // at the target.
-        kept.pop();
-        while !kept.is_empty() && kl_of(&kept) > target {
-            if kept.iter().all(|c| c.kl <= 0.0) {
-                break;
-            }
-            kept.pop();
+        budget = if excess > 0.0 { predicted * (room / excess) * 0.9 } else { 0.0 };
+        picks = if budget > 0.0 { solve(budget) } else { Vec::new() };
+        // The search answers within the budget, so the predicted KL strictly shrinks; a
+        // solver that does not (a test double, a rounding corner) still cannot loop forever.
+        if kl_of(&picks) >= predicted {
+            picks.clear();
         }
     }
 }

@@ -470,7 +470,8 @@ impl<'a> Session<'a> {
             });
         }
         let kl_budget = (allowed / base.ppl).ln();
-        let mut sol = solve(&scenarios, kl_budget, self.settings.resolution).expect("the no-prune scenario always fits");
+        let mut sol_budget = kl_budget;
+        let mut sol = solve(&scenarios, sol_budget, self.settings.resolution).expect("the no-prune scenario always fits");
         self.progress.log(&format!(
             "agq tune: budget {budget}: KL budget {kl_budget:.5} nats/token; search picked {} of {n_units} options{} (predicted KL {:.5}, {:.4} s)",
             sol.picks.len(),
@@ -490,21 +491,24 @@ impl<'a> Session<'a> {
             ));
             measured_kl = Some(m);
             if ratio > self.settings.interaction_tolerance {
-                sol = solve(&scenarios, kl_budget / ratio, self.settings.resolution).expect("fits");
+                sol_budget = kl_budget / ratio;
+                sol = solve(&scenarios, sol_budget, self.settings.resolution).expect("fits");
                 let plan = build(&base_plan, &sol.picks);
                 measured_kl = if sol.picks.iter().any(|p| p.kl > 0.0) { Some(self.measure_plan_kl(&plan, "re-solved")?) } else { None };
                 self.progress.log(&format!("agq tune: re-solved with KL budget / {ratio:.2}: {} changes", sol.picks.len()));
             }
         }
         let picked_kl = sol.kl;
-        // Validate on held-out text, backing off while over budget.
+        // Validate on held-out text; while over budget, re-solve with a smaller KL budget.
         let mut last_nlls: Vec<f64> = Vec::new();
         let outcome = {
             let mut ev = HeldOutEval { s: self, last: &mut last_nlls, n: 0 };
-            back_off(&base_plan, sol.picks.clone(), base, allowed, &mut ev, self.settings.max_evals, |st| {
+            let resolution = self.settings.resolution;
+            let mut solver = |b: f64| solve(&scenarios, b, resolution).map(|s| s.picks).unwrap_or_default();
+            back_off(&base_plan, sol_budget, &mut solver, base, allowed, &mut ev, self.settings.max_evals, |st| {
                 self.progress.log(&format!(
-                    "agq tune: validation: {} changes, predicted KL {:.5}: held-out ppl {:.4} (allowed {allowed:.4})",
-                    st.changes, st.predicted_kl, st.measured.ppl
+                    "agq tune: validation: KL budget {:.5} -> {} changes, predicted KL {:.5}: held-out ppl {:.4} (allowed {allowed:.4})",
+                    st.kl_budget, st.changes, st.predicted_kl, st.measured.ppl
                 ))
             })?
         };

@@ -4,7 +4,7 @@
 use anyhow::{anyhow, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use profiler::device::DeviceFingerprint;
-use runtime::bench::{mean_stddev, Test};
+use runtime::bench::{depth_suffix, mean_stddev, Test};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -19,6 +19,10 @@ pub struct Args {
     /// Decode lengths to test (comma-separated; 0 = no decode test).
     #[arg(short = 'n', long = "n-gen", value_delimiter = ',', default_value = "128")]
     pub n_gen: Vec<usize>,
+    /// KV-cache depths (comma-separated, llama-bench's `-d`): each test runs after an untimed
+    /// prefill of this many tokens, so `-d 512 -n 128` times decode over a 512-token cache.
+    #[arg(short = 'd', long = "n-depth", value_delimiter = ',', default_value = "0")]
+    pub n_depth: Vec<usize>,
     /// Thread counts (comma-separated).
     #[arg(short = 't', long = "threads", value_delimiter = ',', default_value = "2")]
     pub threads: Vec<usize>,
@@ -31,6 +35,11 @@ pub struct Args {
     /// Calibration statistics for plans with static per-tensor scales (default: the plan's).
     #[arg(long)]
     pub calib: Option<PathBuf>,
+    /// For plans that prune tokens: print the tokens each layer keeps after the first `-p`
+    /// prefill, and that prefill's time with token dropping off and on (same plan otherwise,
+    /// `-r` interleaved runs each, first `-t`).
+    #[arg(long)]
+    pub prune_report: bool,
     /// Output format.
     #[arg(short = 'o', long = "output", default_value = "md", value_parser = ["md", "csv", "json", "jsonl"])]
     pub output: String,
@@ -46,6 +55,7 @@ pub struct Record {
     pub n_threads: usize,
     pub n_prompt: usize,
     pub n_gen: usize,
+    pub n_depth: usize,
     pub test: String,
     pub test_time: String,
     pub avg_ns: u64,
@@ -69,6 +79,7 @@ pub fn run(args: Args) -> Result<()> {
     if tests.is_empty() {
         return Err(anyhow!("nothing to run: -p and -n are all 0"));
     }
+    let tests: Vec<(Test, usize)> = args.n_depth.iter().flat_map(|&d| tests.iter().map(move |&t| (t, d))).collect();
     let device = DeviceFingerprint::detect();
     let mut records = Vec::new();
     let total = (args.plan.len() * args.threads.len() * tests.len() * args.reps) as u64;
@@ -79,18 +90,33 @@ pub fn run(args: Args) -> Result<()> {
         println!("| model | plan | threads | test | t/s |");
         println!("| --- | --- | ---: | ---: | ---: |");
     }
+    let mut reports = Vec::new();
     for plan in &args.plan {
         let l = super::eval::load(&args.model, plan, args.calib.as_deref(), runtime::plan::exec::Prunable::All)?;
+        if args.prune_report {
+            if let (Some(&n), Some(&t)) = (args.n_prompt.iter().find(|&&n| n > 0), args.threads.first()) {
+                bar.set_message(format!("{} pruning report", l.plan_name));
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build().context("cannot start the thread pool")?;
+                let r = pool.install(|| -> Result<_> {
+                    let Some((off, on)) = runtime::bench::pruning_savings(&l.model, n, args.reps, &*l.hooks)? else { return Ok(None) };
+                    Ok(Some((runtime::bench::kept_per_layer(&l.model, n, &*l.hooks)?, off, on)))
+                })?;
+                if let Some((kept, off, on)) = r {
+                    reports.push(prune_report(&l.plan_name, n, t, &kept, &off, &on));
+                }
+            }
+        }
         let n_params = l.model.blocks.iter().map(|b| (b.qkv.n() * b.qkv.k() + b.o.n() * b.o.k() + b.gate_up.n() * b.gate_up.k() + b.down.n() * b.down.k()) as u64).sum::<u64>()
             + (l.model.lm_head.n() * l.model.lm_head.k()) as u64;
         for &threads in &args.threads {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().context("cannot start the thread pool")?;
-            for &test in &tests {
-                bar.set_message(format!("{} {} t={threads}", l.plan_name, test.name()));
+            for &(test, depth) in &tests {
+                let name = format!("{}{}", test.name(), depth_suffix(depth));
+                bar.set_message(format!("{} {name} t={threads}", l.plan_name));
                 let done = bar.position();
                 let samples_ns = pool
-                    .install(|| runtime::bench::run(&l.model, test, args.reps, &*l.hooks, |r| bar.set_position(done + r as u64)))
-                    .with_context(|| format!("{} {}", l.plan_name, test.name()))?;
+                    .install(|| runtime::bench::run_at(&l.model, test, depth, args.reps, &*l.hooks, |r| bar.set_position(done + r as u64)))
+                    .with_context(|| format!("{} {name}", l.plan_name))?;
                 let samples_ts: Vec<f64> = samples_ns.iter().map(|&ns| test.tokens() as f64 * 1e9 / ns as f64).collect();
                 let (avg_ns, sd_ns) = mean_stddev(&samples_ns.iter().map(|&v| v as f64).collect::<Vec<_>>());
                 let (avg_ts, sd_ts) = mean_stddev(&samples_ts);
@@ -102,7 +128,8 @@ pub fn run(args: Args) -> Result<()> {
                     n_threads: threads,
                     n_prompt: if let Test::Prompt(n) = test { n } else { 0 },
                     n_gen: if let Test::Gen(n) = test { n } else { 0 },
-                    test: test.name(),
+                    n_depth: depth,
+                    test: name,
                     test_time: now_utc(),
                     avg_ns: avg_ns.round() as u64,
                     stddev_ns: sd_ns.round() as u64,
@@ -121,7 +148,38 @@ pub fn run(args: Args) -> Result<()> {
     if args.output == "json" {
         println!("{}", serde_json::to_string_pretty(&records)?);
     }
+    for r in reports {
+        // Markdown: with md output on stdout after the table, else on stderr (keeps json/csv parseable).
+        if out_md {
+            print!("\n{r}");
+        } else {
+            eprint!("{r}");
+        }
+    }
     Ok(())
+}
+
+/// The pruning table of one plan: tokens per layer and the prefill time saved.
+fn prune_report(plan: &str, n: usize, threads: usize, kept: &[usize], off: &[u64], on: &[u64]) -> String {
+    let med = |v: &[u64]| {
+        let mut v = v.to_vec();
+        v.sort_unstable();
+        (v[v.len() / 2] as f64 / 1e6, v[0] as f64 / 1e6, v[v.len() - 1] as f64 / 1e6)
+    };
+    let ((m_off, lo_off, hi_off), (m_on, lo_on, hi_on)) = (med(off), med(on));
+    let mut s = format!("pruning: {plan}, pp{n}, {threads} threads: tokens that reach each layer (its KV cache length)\n\n| layer | tokens | share |\n| ---: | ---: | ---: |\n");
+    for (l, &k) in kept.iter().enumerate() {
+        s += &format!("| {l} | {k} | {:.1}% |\n", 100.0 * k as f64 / n as f64);
+    }
+    let total: usize = kept.iter().sum();
+    s += &format!(
+        "\nmean {:.1} tokens per layer ({:.1}% of {n}); prefill {m_on:.1} ms with pruning [{lo_on:.1}-{hi_on:.1}], {m_off:.1} ms without [{lo_off:.1}-{hi_off:.1}] (median [min-max] of {} interleaved runs): {:.1}% saved\n",
+        total as f64 / kept.len().max(1) as f64,
+        100.0 * total as f64 / (kept.len().max(1) * n) as f64,
+        on.len(),
+        100.0 * (1.0 - m_on / m_off)
+    );
+    s
 }
 
 /// md, csv and jsonl print each record as soon as it is measured; json prints the array at the end.
@@ -133,17 +191,18 @@ fn emit_streaming(format: &str, r: &Record) {
         "csv" => {
             static HEADER: std::sync::Once = std::sync::Once::new();
             HEADER.call_once(|| {
-                println!("model_filename,model_sha256,plan,n_threads,n_prompt,n_gen,test,test_time,avg_ns,stddev_ns,avg_ts,stddev_ts,samples_ns,samples_ts,device_slug")
+                println!("model_filename,model_sha256,plan,n_threads,n_prompt,n_gen,n_depth,test,test_time,avg_ns,stddev_ns,avg_ts,stddev_ts,samples_ns,samples_ts,device_slug")
             });
             let join = |v: Vec<String>| v.join(" ");
             println!(
-                "\"{}\",{},\"{}\",{},{},{},{},{},{},{},{:.6},{:.6},\"{}\",\"{}\",{}",
+                "\"{}\",{},\"{}\",{},{},{},{},\"{}\",{},{},{},{:.6},{:.6},\"{}\",\"{}\",{}",
                 r.model_filename.replace('"', "\"\""),
                 r.model_sha256,
                 r.plan.replace('"', "\"\""),
                 r.n_threads,
                 r.n_prompt,
                 r.n_gen,
+                r.n_depth,
                 r.test,
                 r.test_time,
                 r.avg_ns,

@@ -25,6 +25,10 @@ pub struct Args {
     /// Largest channel-factor exponent (factors 1..2^kmax).
     #[arg(long, default_value_t = trip::DEFAULT_KMAX)]
     kmax: u8,
+    /// Input channels sharing one factor exponent: 32 (one Q4_1 block, folds exactly into
+    /// the weights) or 1 (per channel; the fold re-quantizes the 4-bit weights).
+    #[arg(long, default_value_t = trip::GROUP)]
+    factor_group: usize,
     /// Rows sampled per site for percentiles and the factor search.
     #[arg(long, default_value_t = DEFAULT_SAMPLE_ROWS)]
     sample_rows: usize,
@@ -36,6 +40,9 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     if a.kmax > 7 {
         anyhow::bail!("--kmax {} is too large (at most 7)", a.kmax);
+    }
+    if a.factor_group == 0 {
+        anyhow::bail!("--factor-group must be at least 1");
     }
     let g = runtime::gguf::Gguf::open(&a.model)?;
     let tok = runtime::tokenizer::Tokenizer::from_gguf(&g)?;
@@ -56,19 +63,29 @@ pub fn run(a: Args) -> Result<()> {
     let collector = calibrate::collect(&model, &ids, a.ctx, a.sample_rows, |done| bar.set_position(done as u64))?;
     bar.finish_and_clear();
     eprintln!("searching scales and channel factors ...");
-    let stats = collector.finish(a.kmax, &model_sha, &a.text.display().to_string(), &text_sha, ids.len() as u64);
+    let stats = collector.finish_grouped(a.kmax, a.factor_group, &model_sha, &a.text.display().to_string(), &text_sha, ids.len() as u64);
     stats.write(&a.output)?;
     eprintln!("wrote {}", a.output.display());
 
-    println!("calibration: {} tokens of {}, kmax {}", ids.len(), a.text.display(), a.kmax);
-    println!("{:<6} {:<8} {:>9} {:>9} {:>9} {:>10} {:>10}", "layer", "site", "amax", "p99.9", "int8 s", "f>0 int8", "f>0 int4");
+    println!(
+        "calibration: {} tokens of {}, kmax {}, one factor per {} input channels",
+        ids.len(),
+        a.text.display(),
+        a.kmax,
+        a.factor_group
+    );
+    println!(
+        "{:<6} {:<8} {:>9} {:>9} {:>8} {:>9} {:>10} {:>10}",
+        "layer", "site", "amax", "p99.9", "max/med", "int8 s", "f>0 int8", "f>0 int4"
+    );
     let show = |l: String, s: Site, st: &calibrate::SiteStats| {
         let nz = |f: &[u8]| f.iter().filter(|&&a| a > 0).count();
         println!(
-            "{l:<6} {:<8} {:>9.3} {:>9.3} {:>9.5} {:>5}/{:<4} {:>5}/{:<4}",
+            "{l:<6} {:<8} {:>9.3} {:>9.3} {:>8.1} {:>9.5} {:>5}/{:<4} {:>5}/{:<4}",
             s.name(),
             st.amax,
             st.p999,
+            st.channel_ratio,
             st.int8.scale,
             nz(&st.int8.factors),
             st.k,
@@ -82,5 +99,19 @@ pub fn run(a: Args) -> Result<()> {
         }
     }
     show("-".into(), Site::LmHead, &stats.lm_head);
+    println!();
+    println!("outliers: max / median of the per-channel absmax, per layer");
+    println!("{:<6} {:>8} {:>8} {:>8} {:>8}", "layer", "qkv", "o", "gate_up", "down");
+    for l in &stats.layers {
+        let r = |s: Site| l.site(s).expect("linear site").channel_ratio;
+        println!(
+            "{:<6} {:>8.1} {:>8.1} {:>8.1} {:>8.1}",
+            l.index,
+            r(Site::Qkv),
+            r(Site::O),
+            r(Site::GateUp),
+            r(Site::Down)
+        );
+    }
     Ok(())
 }

@@ -64,6 +64,11 @@ pub trait Prepared: Send + Sync {
     fn col_align(&self) -> usize {
         1
     }
+    /// Multiply-adds below which a tile is not worth a separate task. Depends only on the
+    /// variant and ISA (never on the thread count), so tiling stays deterministic.
+    fn min_tile_macs(&self) -> usize {
+        crate::matmul::MIN_TILE_MACS
+    }
     /// Data derived once per `Matmul::run` from the activations (sums, offset codes, lookup
     /// tables) and shared read-only by every tile. Runs before the tiles, inside the caller's
     /// pool (it may use rayon itself).

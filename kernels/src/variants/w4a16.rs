@@ -8,6 +8,13 @@
 //! same number of bytes as GGUF, while a k-slice of 16 columns unpacks with a handful of
 //! vector instructions into `d * q + m`.
 //! Columns past `n` have `d = m = 0`; codes past `k` are never read.
+//!
+//! AVX-512 arranges the 256 code bytes of a group differently ("nibble lanes"): four chunks
+//! of 8 `k`, each 16 little-endian u32 words, word `i` = column `i`, nibble `t` (bits
+//! `4t..4t+4`) = the code at `k = 8·chunk + t`. One 64-byte load then holds 8 `k` of all 16
+//! columns in column lanes: a shift by `4t` and a `vpermps` from the table 0..15 (which reads
+//! only the low 4 bits of each index) give the 16 codes at one `k` as f32, ready for an FMA
+//! with `x_k` broadcast straight from memory (no per-run expansion of `x`). Same bytes.
 
 use crate::formats::QK;
 use crate::matmul::{KernelError, Q4Matrix};
@@ -33,15 +40,22 @@ const _: () = assert!(std::mem::size_of::<Group>() == 320);
 impl Group {
     const ZERO: Group = Group { d: [f16::ZERO; NR], m: [f16::ZERO; NR], qs: [[0; NR / 2]; QK] };
 
+    /// Byte index (into the flattened `qs`) and nibble shift of column `i` (0..16) at offset
+    /// `kk` (0..32), in the byte-per-k layout or, with `lanes`, the AVX-512 nibble lanes.
+    #[inline]
+    fn at(kk: usize, i: usize, lanes: bool) -> (usize, u32) {
+        if lanes {
+            ((kk / 8) * 64 + 4 * i + (kk % 8) / 2, 4 * (kk % 2) as u32)
+        } else {
+            (kk * (NR / 2) + i % (NR / 2), if i < NR / 2 { 0 } else { 4 })
+        }
+    }
+
     /// Code of column `i` (0..16) at offset `kk` (0..32) in the group.
     #[inline]
-    pub fn code(&self, kk: usize, i: usize) -> u8 {
-        let b = self.qs[kk][i % (NR / 2)];
-        if i < NR / 2 {
-            b & 0x0f
-        } else {
-            b >> 4
-        }
+    pub fn code(&self, kk: usize, i: usize, lanes: bool) -> u8 {
+        let (byte, shift) = Self::at(kk, i, lanes);
+        (self.qs.as_flattened()[byte] >> shift) & 0x0f
     }
 }
 
@@ -65,6 +79,8 @@ pub struct PreparedW4A16 {
     k: usize,
     /// Groups per panel: `ceil(k / 32)`.
     gpp: usize,
+    /// Codes in the AVX-512 nibble-lane arrangement (module doc) rather than byte-per-k.
+    lanes: bool,
     groups: Vec<Group>,
 }
 
@@ -73,6 +89,7 @@ impl PreparedW4A16 {
         let (n, k) = (w.n, w.k);
         let gpp = Q4Matrix::blocks_per_row(k);
         let np = n.div_ceil(NR);
+        let lanes = isa == Isa::Avx512;
         let mut groups = vec![Group::ZERO; np * gpp];
         for j in 0..n {
             let (p, i) = (j / NR, j % NR);
@@ -80,13 +97,13 @@ impl PreparedW4A16 {
                 let grp = &mut groups[p * gpp + g];
                 grp.d[i] = blk.d;
                 grp.m[i] = blk.m;
-                let shift = if i < NR / 2 { 0 } else { 4 };
                 for kk in 0..QK {
-                    grp.qs[kk][i % (NR / 2)] |= blk.code(kk) << shift;
+                    let (byte, shift) = Group::at(kk, i, lanes);
+                    grp.qs.as_flattened_mut()[byte] |= blk.code(kk) << shift;
                 }
             }
         }
-        PreparedW4A16 { isa, n, k, gpp, groups }
+        PreparedW4A16 { isa, n, k, gpp, lanes, groups }
     }
 
     pub(crate) fn panel(&self, p: usize) -> &[Group] {
@@ -113,7 +130,7 @@ impl Prepared for PreparedW4A16 {
 
     fn prepare_act(&self, a: Act<'_>) -> Option<Box<dyn Any + Send + Sync>> {
         match a {
-            Act::F32 { x, m: 1, .. } if self.isa != Isa::Scalar => Some(Box::new(RowPrep::new(x, self.isa == Isa::Avx512))),
+            Act::F32 { x, m: 1, .. } if self.isa != Isa::Scalar => Some(Box::new(RowPrep::new(x, self.isa == Isa::Avx2))),
             _ => None,
         }
     }
@@ -145,8 +162,8 @@ impl PreparedW4A16 {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 if m == 1 => unsafe {
                 match prep {
-                    Some(p) => avx512::gemv(self, p, cols, out.as_mut_ptr()),
-                    None => avx512::gemv(self, &RowPrep::new(x, true), cols, out.as_mut_ptr()),
+                    Some(p) => avx512::gemv(self, x, p, cols, out.as_mut_ptr()),
+                    None => avx512::gemv(self, x, &RowPrep::new(x, false), cols, out.as_mut_ptr()),
                 }
             },
             #[cfg(target_arch = "x86_64")]
@@ -161,32 +178,35 @@ impl PreparedW4A16 {
 }
 
 /// What the GEMV derives from its one activation row, once per run rather than per tile:
-/// `Σ x` over each Q4_1 group (the `m` term of `d·q + m` multiplies it), `x / 16` (for
-/// the AVX2 path's in-place high nibbles; exact, a power-of-two scale) and, for AVX-512,
-/// `x` in pairs of `k` spread over 8 lanes each (`[x_2t x8, x_2t+1 x8]`), zero-padded to
-/// whole groups so codes past `k` meet zeros.
+/// `Σ x` over each Q4_1 group (the `m` term of `d·q + m` multiplies it) and, for the AVX2
+/// path's in-place high nibbles, `x / 16` (exact, a power-of-two scale). Both are cheap
+/// vectorised passes: this runs serially before the tiles, on every decode matmul.
 pub(crate) struct RowPrep {
     xs: Vec<f32>,
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     x16: Vec<f32>,
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    x2: Vec<f32>,
 }
 
 impl RowPrep {
-    fn new(x: &[f32], pairs: bool) -> Self {
-        let x2 = if pairs {
-            let kp = x.len().div_ceil(QK) * QK;
-            (0..kp * 8).map(|i| x.get(i / 16 * 2 + (i % 16) / 8).copied().unwrap_or(0.0)).collect()
-        } else {
-            Vec::new()
-        };
-        RowPrep {
-            xs: x.chunks(QK).map(|c| c.iter().sum()).collect(),
-            x16: if pairs { Vec::new() } else { x.iter().map(|v| v * (1.0 / 16.0)).collect() },
-            x2,
+    fn new(x: &[f32], x16: bool) -> Self {
+        RowPrep { xs: x.chunks(QK).map(group_sum).collect(), x16: if x16 { x.iter().map(|v| v * (1.0 / 16.0)).collect() } else { Vec::new() } }
+    }
+}
+
+/// `Σ x` of one group in 8 interleaved partial sums (vectorisable; any order is within the
+/// accumulation bound the tests assert).
+fn group_sum(c: &[f32]) -> f32 {
+    let mut s = [0f32; 8];
+    let mut it = c.chunks_exact(8);
+    for ch in &mut it {
+        for l in 0..8 {
+            s[l] += ch[l];
         }
     }
+    for (l, v) in it.remainder().iter().enumerate() {
+        s[l] += v;
+    }
+    ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]))
 }
 
 /// The reference: per output, per Q4_1 block, a sequential f32 dot of `d * q + m` with `x`,
@@ -203,7 +223,7 @@ fn gemm_scalar(w: &PreparedW4A16, x: &[f32], m: usize, cols: Range<usize>, out: 
                 let (d, mn) = (grp.d[i].to_f32(), grp.m[i].to_f32());
                 let mut s = 0f32;
                 for (kk, &xv) in xr[g * QK..((g + 1) * QK).min(k)].iter().enumerate() {
-                    s += (d * grp.code(kk, i) as f32 + mn) * xv;
+                    s += (d * grp.code(kk, i, w.lanes) as f32 + mn) * xv;
                 }
                 acc += s;
             }
@@ -241,6 +261,9 @@ mod avx2 {
     impl Panels for PreparedW4A16 {
         #[inline(always)]
         unsafe fn fill(&self, p: usize, k0: usize, k1: usize, dst: *mut f32) {
+            if self.lanes {
+                return fill_lanes(self, p, k0, k1, dst);
+            }
             let panel = self.panel(p);
             let mut kk = k0;
             while kk < k1 {
@@ -260,6 +283,34 @@ mod avx2 {
         }
     }
 
+    /// `fill` for the AVX-512 nibble-lane codes (the AVX-512 GEMM driver uses it): the same
+    /// `d·q + m` (one FMA on an exact `q`) as the byte-per-k fill, so both GEMMs agree bit
+    /// for bit.
+    #[inline(always)]
+    unsafe fn fill_lanes(w: &PreparedW4A16, p: usize, k0: usize, k1: usize, dst: *mut f32) {
+        let panel = w.panel(p);
+        let mask = _mm256_set1_epi32(0x0f);
+        let mut kk = k0;
+        while kk < k1 {
+            let g = kk / QK;
+            let grp = &panel[g];
+            let ((d0, d1), (m0, m1)) = (halves(&grp.d), halves(&grp.m));
+            let end = ((g + 1) * QK).min(k1);
+            let qs = grp.qs.as_ptr() as *const u8;
+            for t in kk..end {
+                let pos = t - g * QK;
+                let c = qs.add((pos / 8) * 64) as *const __m256i;
+                let sh = _mm_cvtsi32_si128(4 * (pos % 8) as i32);
+                let q0 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srl_epi32(_mm256_loadu_si256(c), sh), mask));
+                let q1 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srl_epi32(_mm256_loadu_si256(c.add(1)), sh), mask));
+                let o = dst.add((t - k0) * NR);
+                _mm256_store_ps(o, _mm256_fmadd_ps(q0, d0, m0));
+                _mm256_store_ps(o.add(8), _mm256_fmadd_ps(q1, d1, m1));
+            }
+            kk = end;
+        }
+    }
+
     /// # Safety
     /// AVX2, FMA and F16C are available; `out` is valid for the tile.
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -275,7 +326,7 @@ mod avx2 {
         if m == 1 {
             match prep {
                 Some(p) if !p.x16.is_empty() => gemv(w, x, p, cols, out),
-                _ => gemv(w, x, &RowPrep::new(x, false), cols, out),
+                _ => gemv(w, x, &RowPrep::new(x, true), cols, out),
             }
         } else {
             arch::gemm(w, x, m, w.k, cols, out, ldc)
@@ -335,58 +386,85 @@ mod avx512 {
     use std::arch::x86_64::*;
     use std::ops::Range;
 
-    /// One activation row on 512-bit registers. Two `k` at a time: the 16 code bytes of `k`
-    /// and `k+1` widen to 16 lanes (lanes 0..8: `k`, 8..16: `k+1`; byte `i` = column `i`
-    /// low nibble, column `i+8` high nibble). The low nibbles become f32 by `vpermps` from
-    /// the table 0..15 (it reads only the low 4 bits of each index, so no mask), the high
-    /// ones stay in place as `16·q` (mask, convert); both multiply the pair vector
-    /// `[x_k x8, x_k+1 x8]`. Per group, folding the two `k` halves gives columns 0..8 and
-    /// 8..16 (`/16`, exact); then `y += d · Σ q·x + m · Σ x`.
+    /// One activation row on 512-bit registers over the nibble-lane codes (module doc): per
+    /// 64-byte chunk (8 `k` x 16 columns), for each `k` a shift by 4 more bits, a `vpermps`
+    /// from the table 0..15 (low 4 bits of each lane = the code; no mask) and an FMA with
+    /// `x_k` broadcast from memory. Two panels per pass (two weight streams, 8 FMA chains).
+    /// Per group `y += d · Σ q·x + m · Σ x`.
     ///
     /// # Safety
-    /// AVX-512 F/BW/VL, AVX2, FMA and F16C are available; `out` is valid for `cols`;
-    /// `prep` was built with pairs for this `k`.
+    /// AVX-512 F/BW/VL, AVX2, FMA and F16C are available; `out` is valid for `cols`; `w`
+    /// holds nibble-lane codes; `x.len() == w.k`; `prep.xs` has one sum per group.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-    pub unsafe fn gemv(w: &PreparedW4A16, prep: &RowPrep, cols: Range<usize>, out: *mut f32) {
+    pub unsafe fn gemv(w: &PreparedW4A16, x: &[f32], prep: &RowPrep, cols: Range<usize>, out: *mut f32) {
+        assert!(w.lanes && x.len() == w.k && prep.xs.len() == w.gpp);
+        let (p0, p1) = (cols.start / NR, cols.end.div_ceil(NR));
+        let mut p = p0;
+        while p < p1 {
+            let np = if p + 1 < p1 { 2 } else { 1 };
+            let y = if np == 2 { panels::<2>(w, x, prep, p) } else { panels::<1>(w, x, prep, p) };
+            for (i, yv) in y.iter().take(np).enumerate() {
+                let j0 = (p + i) * NR;
+                let ncols = (cols.end - j0).min(NR);
+                _mm512_mask_storeu_ps(out.add(j0 - cols.start), ((1u32 << ncols) - 1) as u16, *yv);
+            }
+            p += np;
+        }
+    }
+
+    /// Panels `p..p + P` (P = 1 or 2), in 16-column lanes.
+    #[inline(always)]
+    unsafe fn panels<const P: usize>(w: &PreparedW4A16, x: &[f32], prep: &RowPrep, p: usize) -> [__m512; 2] {
         let iota = _mm512_setr_ps(0., 1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 11., 12., 13., 14., 15.);
-        let hmask = _mm512_set1_epi32(0xf0);
-        // Columns 8..16 are summed as 16·q: their d gets the 1/16.
-        let dscale = _mm512_setr_ps(1., 1., 1., 1., 1., 1., 1., 1., 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625, 0.0625);
-        assert!(prep.x2.len() >= w.gpp * QK * 8);
-        let x2 = prep.x2.as_ptr();
-        for p in cols.start / NR..cols.end.div_ceil(NR) {
-            let mut y = _mm512_setzero_ps();
-            for (g, grp) in w.panel(p).iter().enumerate() {
-                let qs = grp.qs.as_ptr() as *const u8;
-                let xg = x2.add(g * QK * 8);
-                let mut lo = [_mm512_setzero_ps(); 4];
-                let mut hi = [_mm512_setzero_ps(); 4];
-                for t in (0..QK / 2).step_by(4) {
-                    for u in 0..4 {
-                        let pair = t + u;
-                        let c = _mm512_cvtepu8_epi32(_mm_loadu_si128(qs.add(pair * 16) as *const __m128i));
-                        let xv = _mm512_loadu_ps(xg.add(pair * 16));
-                        let ql = _mm512_permutexvar_ps(c, iota);
-                        let qh = _mm512_cvtepi32_ps(_mm512_and_si512(c, hmask));
-                        lo[u] = _mm512_fmadd_ps(ql, xv, lo[u]);
-                        hi[u] = _mm512_fmadd_ps(qh, xv, hi[u]);
+        let mut y = [_mm512_setzero_ps(); 2];
+        let k = w.k;
+        let gp: [*const super::Group; P] = std::array::from_fn(|i| w.panel(p + i).as_ptr());
+        for g in 0..w.gpp {
+            let kg = (k - g * QK).min(QK);
+            let xg = x.as_ptr().add(g * QK);
+            let mut acc = [[_mm512_setzero_ps(); 4]; P];
+            if kg == QK {
+                for c in 0..4 {
+                    let mut v: [__m512i; P] = std::array::from_fn(|i| {
+                        _mm512_loadu_si512((*gp[i].add(g)).qs.as_ptr().cast::<u8>().add(c * 64) as *const _)
+                    });
+                    for t in 0..8 {
+                        let xb = _mm512_set1_ps(*xg.add(c * 8 + t));
+                        for i in 0..P {
+                            if t > 0 {
+                                v[i] = _mm512_srli_epi32::<4>(v[i]);
+                            }
+                            acc[i][t % 4] = _mm512_fmadd_ps(_mm512_permutexvar_ps(v[i], iota), xb, acc[i][t % 4]);
+                        }
                     }
                 }
-                let l = _mm512_add_ps(_mm512_add_ps(lo[0], lo[1]), _mm512_add_ps(lo[2], lo[3]));
-                let h = _mm512_add_ps(_mm512_add_ps(hi[0], hi[1]), _mm512_add_ps(hi[2], hi[3]));
-                // 128-bit quarters: l = [c0-3 even k, c4-7 even, c0-3 odd, c4-7 odd], h the same
-                // for columns 8..16; fold the odd-k quarters onto the even ones.
-                let a = _mm512_shuffle_f32x4::<0b01_00_01_00>(l, h);
-                let b = _mm512_shuffle_f32x4::<0b11_10_11_10>(l, h);
-                let s = _mm512_add_ps(a, b);
-                let d = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256(grp.d.as_ptr() as *const __m256i)), dscale);
-                let mn = _mm512_cvtph_ps(_mm256_loadu_si256(grp.m.as_ptr() as *const __m256i));
-                y = _mm512_fmadd_ps(mn, _mm512_set1_ps(prep.xs[g]), _mm512_fmadd_ps(d, s, y));
+            } else {
+                // The short last group: only its `kg` inputs exist in `x`.
+                for c in 0..kg.div_ceil(8) {
+                    let mut v: [__m512i; P] = std::array::from_fn(|i| {
+                        _mm512_loadu_si512((*gp[i].add(g)).qs.as_ptr().cast::<u8>().add(c * 64) as *const _)
+                    });
+                    for t in 0..(kg - c * 8).min(8) {
+                        let xb = _mm512_set1_ps(*xg.add(c * 8 + t));
+                        for i in 0..P {
+                            if t > 0 {
+                                v[i] = _mm512_srli_epi32::<4>(v[i]);
+                            }
+                            acc[i][t % 4] = _mm512_fmadd_ps(_mm512_permutexvar_ps(v[i], iota), xb, acc[i][t % 4]);
+                        }
+                    }
+                }
             }
-            let j0 = p * NR;
-            let ncols = (cols.end - j0).min(NR);
-            _mm512_mask_storeu_ps(out.add(j0 - cols.start), ((1u32 << ncols) - 1) as u16, y);
+            let xsum = _mm512_set1_ps(*prep.xs.get_unchecked(g));
+            for i in 0..P {
+                let grp = &*gp[i].add(g);
+                let s = _mm512_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]), _mm512_add_ps(acc[i][2], acc[i][3]));
+                let d = _mm512_cvtph_ps(_mm256_loadu_si256(grp.d.as_ptr() as *const __m256i));
+                let mn = _mm512_cvtph_ps(_mm256_loadu_si256(grp.m.as_ptr() as *const __m256i));
+                y[i] = _mm512_fmadd_ps(mn, xsum, _mm512_fmadd_ps(d, s, y[i]));
+            }
         }
+        y
     }
 }
 

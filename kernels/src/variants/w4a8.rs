@@ -2,16 +2,19 @@
 //! 32-block, then `d * dot + m * sum(a)` in f32 (Q4_1: `sum_c a_c (d w_c + m)`), times the
 //! activation row's scale. Also runs W4A4-widen (INT4 codes are stored as i8 already).
 //!
-//! Weight layout ([`PackedW4`]): columns (weight rows) in tiles of 16; per (tile, 32-block),
-//! 256 bytes = 4 "quad pairs" x 2 halves of 8 columns x 32 bytes, where byte `4i + e` of a
-//! 32-byte row holds, for column `8*half + i` of the tile, the code of input `4q + e` in its
-//! low nibble (q = 2*pair) and of input `4(q+1) + e` in its high nibble. A mask (or a shift and
-//! a mask) turns 32 bytes into "8 columns x 4 consecutive inputs" bytes: exactly the operand
-//! of a 4-wide integer dot against 4 broadcast activation bytes (x86 `vpmaddubsw`, pairs, then
-//! 16-bit accumulation; ARM `sdot` by element). The output lanes are columns, so the only
-//! reduction per block is one pairwise widening, and the float epilogue runs on 8 columns
-//! per instruction. `d`, `m` as f32 per (tile, block, column), zero for padding columns.
-//! 24 bytes per 32 weights (Q4_1 has 20): f32 scales avoid a conversion per block and column.
+//! Weight layout ([`PackedW4`]): columns (weight rows) in tiles of 16; per (tile, 32-block)
+//! one 320-byte record, records in (tile, block) order so a tile is one contiguous stream:
+//! 256 bytes of codes = 4 "quad pairs" x 2 halves of 8 columns x 32 bytes, where byte
+//! `4i + e` of a 32-byte row holds, for column `8*half + i` of the tile, the code of input
+//! `4q + e` in its low nibble (q = 2*pair) and of input `4(q+1) + e` in its high nibble; then
+//! the 16 columns' `d` and the 16 columns' `m` as f16 (Q4_1's own values, zero for padding
+//! columns). A mask (or a shift and a mask) turns 32 bytes into "8 columns x 4 consecutive
+//! inputs" bytes: exactly the operand of a 4-wide integer dot against 4 broadcast activation
+//! bytes (x86 `vpmaddubsw`, pairs, then 16-bit accumulation; ARM `sdot` by element). The
+//! output lanes are columns, so the only reduction per block is one pairwise widening, and
+//! the float epilogue runs on 8 or 16 columns per instruction (one f16->f32 conversion of
+//! `d` and `m` per tile and block). 20 bytes per 32 weights, as Q4_1: the GEMV streams no
+//! more bytes than the file holds.
 //! With AVX-512 VNNI the 64 bytes of a (tile, block, quad pair) are one zmm of "16 columns x
 //! 4 inputs" for `vpdpbusd` (see `avx512.rs`); the layout is the same for every ISA.
 
@@ -32,46 +35,41 @@ use std::ops::Range;
 /// Columns per weight tile (two 8-lane f32 vectors).
 pub const TILE: usize = 16;
 
-/// 4-bit codes in column tiles with f32 block scales; see the module doc for the layout.
+/// Bytes per (tile, block) record: 256 of codes, 16 f16 `d`, 16 f16 `m`.
+pub const RECORD: usize = 320;
+/// Offset of the `d` row (16 f16) in a record; `m` follows at `SCALES + 32`.
+pub const SCALES: usize = 256;
+
+/// 4-bit codes and f16 block scales in column tiles; see the module doc for the layout.
 #[derive(Clone, Debug)]
 pub struct PackedW4 {
     pub n: usize,
     pub k: usize,
     pub bpr: usize,
     pub tiles: usize,
-    /// `tiles x bpr x 256` bytes.
-    pub qs: Vec<u8>,
-    /// `tiles x bpr x 16`, zero for padding columns.
-    pub d: Vec<f32>,
-    /// `tiles x bpr x 16`, zero for padding columns.
-    pub m: Vec<f32>,
+    /// `tiles x bpr` records of [`RECORD`] bytes, 64-byte aligned.
+    qs: AlignedBytes,
 }
 
 impl PackedW4 {
     pub fn new(w: &Q4Matrix) -> Self {
         let bpr = Q4Matrix::blocks_per_row(w.k);
         let tiles = w.n.div_ceil(TILE);
-        let mut p = PackedW4 {
-            n: w.n,
-            k: w.k,
-            bpr,
-            tiles,
-            qs: vec![0u8; tiles * bpr * 256],
-            d: vec![0f32; tiles * bpr * TILE],
-            m: vec![0f32; tiles * bpr * TILE],
-        };
+        let mut qs = AlignedBytes::zeroed(tiles * bpr * RECORD);
+        let bytes = qs.as_mut_slice();
         for j in 0..w.n {
             for (b, blk) in w.row(j).iter().enumerate() {
-                let at = ((j / TILE) * bpr + b) * TILE + j % TILE;
-                p.d[at] = blk.d.to_f32();
-                p.m[at] = blk.m.to_f32();
+                let rec = ((j / TILE) * bpr + b) * RECORD;
+                let at = rec + SCALES + 2 * (j % TILE);
+                bytes[at..at + 2].copy_from_slice(&blk.d.to_bits().to_le_bytes());
+                bytes[at + 32..at + 34].copy_from_slice(&blk.m.to_bits().to_le_bytes());
                 for i in 0..QK {
                     let (byte, shift) = Self::code_at(bpr, j, b * QK + i);
-                    p.qs[byte] |= blk.code(i) << shift;
+                    bytes[byte] |= blk.code(i) << shift;
                 }
             }
         }
-        p
+        PackedW4 { n: w.n, k: w.k, bpr, tiles, qs }
     }
 
     /// Byte index and nibble shift of the code of column `j`, input `c`.
@@ -79,7 +77,7 @@ impl PackedW4 {
     fn code_at(bpr: usize, j: usize, c: usize) -> (usize, u32) {
         let (t, jj, b, cc) = (j / TILE, j % TILE, c / QK, c % QK);
         let (q, e) = (cc / 4, cc % 4);
-        let byte = ((t * bpr + b) * 4 + q / 2) * 64 + (jj / 8) * 32 + (jj % 8) * 4 + e;
+        let byte = (t * bpr + b) * RECORD + (q / 2) * 64 + (jj / 8) * 32 + (jj % 8) * 4 + e;
         (byte, 4 * (q % 2) as u32)
     }
 
@@ -87,13 +85,58 @@ impl PackedW4 {
     #[inline]
     pub fn code(&self, j: usize, c: usize) -> u8 {
         let (byte, shift) = Self::code_at(self.bpr, j, c);
-        (self.qs[byte] >> shift) & 0x0f
+        (self.qs.as_slice()[byte] >> shift) & 0x0f
     }
 
-    /// Index of column `j`'s scale for block `b` in `d` / `m`.
+    /// The record of tile `t`, block `b` (codes at 0, `d` at [`SCALES`], `m` 32 bytes later).
     #[inline]
-    pub fn scale_at(&self, j: usize, b: usize) -> usize {
-        ((j / TILE) * self.bpr + b) * TILE + j % TILE
+    pub fn record(&self, t: usize, b: usize) -> *const u8 {
+        debug_assert!(t < self.tiles && b < self.bpr);
+        // SAFETY: in bounds for t < tiles, b < bpr.
+        unsafe { self.qs.as_slice().as_ptr().add((t * self.bpr + b) * RECORD) }
+    }
+
+    fn scale(&self, j: usize, b: usize, off: usize) -> f32 {
+        let at = ((j / TILE) * self.bpr + b) * RECORD + SCALES + off + 2 * (j % TILE);
+        let q = self.qs.as_slice();
+        half::f16::from_bits(u16::from_le_bytes([q[at], q[at + 1]])).to_f32()
+    }
+
+    /// Column `j`'s `d` for block `b` (0 for padding columns).
+    pub fn d(&self, j: usize, b: usize) -> f32 {
+        self.scale(j, b, 0)
+    }
+
+    /// Column `j`'s `m` for block `b` (0 for padding columns).
+    pub fn m(&self, j: usize, b: usize) -> f32 {
+        self.scale(j, b, 32)
+    }
+}
+
+/// A zeroed byte buffer aligned to 64 (a record's quad pairs are then whole cache lines and
+/// aligned zmm loads).
+#[derive(Clone, Debug)]
+struct AlignedBytes {
+    buf: Vec<Line>,
+    len: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+const _: () = assert!(std::mem::size_of::<Line>() == 64);
+
+impl AlignedBytes {
+    fn zeroed(len: usize) -> Self {
+        AlignedBytes { buf: vec![Line([0u8; 64]); len.div_ceil(64)], len }
+    }
+    fn as_slice(&self) -> &[u8] {
+        // SAFETY: `Line` is 64 plain bytes without padding; `len <= 64 * buf.len()`.
+        unsafe { std::slice::from_raw_parts(self.buf.as_ptr() as *const u8, self.len) }
+    }
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as `as_slice`, exclusively borrowed.
+        unsafe { std::slice::from_raw_parts_mut(self.buf.as_mut_ptr() as *mut u8, self.len) }
     }
 }
 
@@ -203,6 +246,15 @@ impl Prepared for W4A8 {
     fn col_align(&self) -> usize {
         TILE
     }
+    /// `vpdpbusd` does 64 multiply-adds per instruction (AVX2's `vpmaddubsw` 32): a tile
+    /// needs proportionally more of them to outweigh handing it to another thread.
+    fn min_tile_macs(&self) -> usize {
+        match self.isa {
+            Isa::Avx512 => 4 * crate::matmul::MIN_TILE_MACS,
+            Isa::Avx2 | Isa::Neon => 2 * crate::matmul::MIN_TILE_MACS,
+            Isa::Scalar => crate::matmul::MIN_TILE_MACS,
+        }
+    }
     fn gemm_into(&self, a: Act<'_>, cols: Range<usize>, mut out: OutTile<'_>) {
         assert!(out.m() == a.m() && out.cols() == cols.len());
         // SAFETY: an `OutTile` is exclusive m x cols with stride ld.
@@ -241,8 +293,7 @@ unsafe fn gemm_scalar(w: &PackedW4, a: &PaddedActivations, cols: Range<usize>, o
             let mut acc = 0f32;
             for b in 0..w.bpr {
                 let dot = block_dot(w, j, b, &ar[b * QK..(b + 1) * QK]);
-                let at = w.scale_at(j, b);
-                acc += w.d[at] * dot as f32 + w.m[at] * sr[b];
+                acc += w.d(j, b) * dot as f32 + w.m(j, b) * sr[b];
             }
             *out.add(r * ld + jj) = acc * a.scales[r];
         }

@@ -5,6 +5,7 @@ use super::attention::{attend, AttnShape};
 use super::profile::{Op, Profile};
 use super::{simd, Hooks, KvCache, MlpKind, Model, ModelError, PositionKind, SiteCall};
 use crate::plan::Site;
+use rayon::prelude::*;
 
 /// Which rows' logits to compute (the LM head is the largest matmul: skip unneeded rows).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +64,28 @@ impl State {
     }
 }
 
+/// Row-wise work (norms, RoPE, SiLU) is split over threads from this many rows on (prefill);
+/// each row is computed the same way either way, so results do not depend on it.
+const PAR_ROWS: usize = 32;
+
+/// `f(row index, row)` for every `d`-wide row of `x`, in parallel for many rows.
+fn rows_each<T: Send>(x: &mut [T], d: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+    if x.len() >= PAR_ROWS * d {
+        x.par_chunks_mut(d).enumerate().with_min_len(PAR_ROWS / 2).for_each(|(r, row)| f(r, row));
+    } else {
+        x.chunks_mut(d).enumerate().for_each(|(r, row)| f(r, row));
+    }
+}
+
+/// `norm` of each `d`-wide row of `x` into `out` (rows in parallel for many rows).
+fn norm_rows(norm: &super::Norm, x: &[f32], out: &mut [f32], d: usize) {
+    if x.len() >= PAR_ROWS * d {
+        out.par_chunks_mut(d).zip(x.par_chunks(d)).with_min_len(PAR_ROWS / 2).for_each(|(o, xr)| norm.apply(xr, o));
+    } else {
+        norm.apply(x, out);
+    }
+}
+
 /// Keeps rows `keep` (ascending) of a row-major matrix with rows of `d`, in place.
 fn compact_rows(x: &mut [f32], d: usize, keep: &[usize]) {
     for (dst, &src) in keep.iter().enumerate() {
@@ -114,27 +137,47 @@ impl Model {
             self.embed.row(t, &mut x[r * d..(r + 1) * d]);
         }
         prof.mark(Op::Embed);
-        if st.cs.len() < cfg.rope_dim / 2 {
-            st.cs.resize(cfg.rope_dim / 2, (1.0, 0.0));
+        // RoPE angles once per token for all layers (indexed by batch row; f64 sin/cos per
+        // layer and row cost ~3% of a prefill).
+        let half = cfg.rope_dim / 2;
+        if st.cs.len() < m0 * half {
+            st.cs.resize(m0 * half, (1.0, 0.0));
         }
+        let rope = &self.rope;
+        rows_each(&mut st.cs[..m0 * half], half, |r, cs| rope.angles(p0 + r as u32, cs));
 
         let mut m = m0;
         for (l, blk) in self.blocks.iter().enumerate() {
             // --- attention ---
-            blk.attn_norm.apply(&st.x[..m * d], fit(&mut st.xn, m * d));
+            norm_rows(&blk.attn_norm, &st.x[..m * d], fit(&mut st.xn, m * d), d);
             prof.mark(Op::Norm);
             let c = SiteCall { layer: Some(l), site: Site::Qkv, rows: &st.rows, positions: &st.positions };
             hooks.linear(c, &blk.qkv, &st.xn[..m * d], fit(&mut st.qkv, m * (qd + 2 * kvd)));
             prof.mark(Op::Qkv);
             let (q, k, v) = (fit(&mut st.q, m * qd), fit(&mut st.k, m * kvd), fit(&mut st.v, m * kvd));
-            for r in 0..m {
-                let row = &st.qkv[r * (qd + 2 * kvd)..(r + 1) * (qd + 2 * kvd)];
-                q[r * qd..(r + 1) * qd].copy_from_slice(&row[..qd]);
-                k[r * kvd..(r + 1) * kvd].copy_from_slice(&row[qd..qd + kvd]);
-                v[r * kvd..(r + 1) * kvd].copy_from_slice(&row[qd + kvd..]);
-                self.rope.angles(st.positions[r], &mut st.cs);
-                self.rope.rotate_row(&mut q[r * qd..(r + 1) * qd], &st.cs);
-                self.rope.rotate_row(&mut k[r * kvd..(r + 1) * kvd], &st.cs);
+            {
+                let (qkv, rows, cs) = (&st.qkv, &st.rows, &st.cs);
+                let split = |r: usize, q: &mut [f32], k: &mut [f32], v: &mut [f32]| {
+                    let row = &qkv[r * (qd + 2 * kvd)..(r + 1) * (qd + 2 * kvd)];
+                    q.copy_from_slice(&row[..qd]);
+                    k.copy_from_slice(&row[qd..qd + kvd]);
+                    v.copy_from_slice(&row[qd + kvd..]);
+                    let cs = &cs[rows[r] * half..(rows[r] + 1) * half];
+                    rope.rotate_row(q, cs);
+                    rope.rotate_row(k, cs);
+                };
+                if m >= PAR_ROWS {
+                    q.par_chunks_mut(qd)
+                        .zip(k.par_chunks_mut(kvd))
+                        .zip(v.par_chunks_mut(kvd))
+                        .enumerate()
+                        .with_min_len(PAR_ROWS / 2)
+                        .for_each(|(r, ((q, k), v))| split(r, q, k, v));
+                } else {
+                    for (r, ((q, k), v)) in q.chunks_mut(qd).zip(k.chunks_mut(kvd)).zip(v.chunks_mut(kvd)).enumerate() {
+                        split(r, q, k, v);
+                    }
+                }
             }
             let ops = hooks.attn_ops(l);
             if ops.int8().any() {
@@ -165,16 +208,22 @@ impl Model {
             }
 
             // --- MLP ---
-            blk.ffn_norm.apply(&st.x[..m * d], fit(&mut st.xn, m * d));
+            norm_rows(&blk.ffn_norm, &st.x[..m * d], fit(&mut st.xn, m * d), d);
             prof.mark(Op::Norm);
             let c = SiteCall { layer: Some(l), site: Site::GateUp, rows: &st.rows, positions: &st.positions };
             hooks.linear(c, &blk.gate_up, &st.xn[..m * d], fit(&mut st.gu, m * 2 * ff));
             prof.mark(Op::GateUp);
             let h = fit(&mut st.h, m * ff);
-            for r in 0..m {
-                let (g, u) = st.gu[r * 2 * ff..(r + 1) * 2 * ff].split_at_mut(ff);
+            let gu = &mut st.gu[..m * 2 * ff];
+            let silu = |(g, hr): (&mut [f32], &mut [f32])| {
+                let (g, u) = g.split_at_mut(ff);
                 simd::silu_mul(g, u);
-                h[r * ff..(r + 1) * ff].copy_from_slice(g);
+                hr.copy_from_slice(g);
+            };
+            if m >= PAR_ROWS {
+                gu.par_chunks_mut(2 * ff).zip(h.par_chunks_mut(ff)).with_min_len(PAR_ROWS / 2).for_each(silu);
+            } else {
+                gu.chunks_mut(2 * ff).zip(h.chunks_mut(ff)).for_each(silu);
             }
             prof.mark(Op::Silu);
             let c = SiteCall { layer: Some(l), site: Site::Down, rows: &st.rows, positions: &st.positions };

@@ -122,6 +122,12 @@ pub trait Hooks: Sync {
         let _ = (layer, rows, positions, sink);
         None
     }
+    /// Switches token dropping on or off (on by default), everything else unchanged, so a
+    /// benchmark can time what pruning saves. Returns whether these hooks prune at all.
+    fn set_pruning(&self, on: bool) -> bool {
+        let _ = on;
+        false
+    }
 }
 
 /// The plain float runtime: no quantized activations, no pruning.

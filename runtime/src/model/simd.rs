@@ -40,7 +40,7 @@ pub fn scores(q: &[f32], keys: &[f32], scale: f32, out: &mut [f32]) {
     let d = q.len();
     assert!(keys.len() >= out.len() * d);
     #[cfg(target_arch = "x86_64")]
-    if use_avx2() && d % 8 == 0 {
+    if use_avx2() && d.is_multiple_of(8) {
         // SAFETY: AVX2 and FMA were detected; `keys` holds `out.len()` rows of `d`.
         return unsafe { x86::scores(q, keys, scale, out) };
     }
@@ -52,14 +52,23 @@ pub fn scores(q: &[f32], keys: &[f32], scale: f32, out: &mut [f32]) {
 /// `out = sum_i p[i] * values[i]` (rows of length `out.len()`), overwriting `out`.
 #[inline]
 pub fn weighted_sum(p: &[f32], values: &[f32], out: &mut [f32]) {
+    out.iter_mut().for_each(|o| *o = 0.0);
+    weighted_sum_acc(p, values, out)
+}
+
+/// `out += sum_i p[i] * values[i]`, adding each term to `out` in order `i = 0, 1, ...`: so
+/// running it over consecutive slices of `p` / `values` gives bit-for-bit the result of one
+/// call over all of them (attention walks the cache tile by tile this way).
+#[inline]
+pub fn weighted_sum_acc(p: &[f32], values: &[f32], out: &mut [f32]) {
     let d = out.len();
     assert!(values.len() >= p.len() * d);
     #[cfg(target_arch = "x86_64")]
-    if use_avx2() && d % 32 == 0 {
+    if use_avx2() && d.is_multiple_of(32) {
         // SAFETY: AVX2 and FMA were detected; `values` holds `p.len()` rows of `d`.
-        return unsafe { x86::weighted_sum(p, values, out) };
+        return unsafe { x86::weighted_sum_acc(p, values, out) };
     }
-    scalar::weighted_sum(p, values, out)
+    scalar::weighted_sum_acc(p, values, out)
 }
 
 /// `x[i] = exp(x[i] - shift)`, returning the sum of the results (accumulated in a fixed
@@ -105,8 +114,12 @@ pub mod scalar {
     }
 
     pub fn weighted_sum(p: &[f32], values: &[f32], out: &mut [f32]) {
-        let d = out.len();
         out.iter_mut().for_each(|o| *o = 0.0);
+        weighted_sum_acc(p, values, out)
+    }
+
+    pub fn weighted_sum_acc(p: &[f32], values: &[f32], out: &mut [f32]) {
+        let d = out.len();
         for (i, &pi) in p.iter().enumerate() {
             for (o, v) in out.iter_mut().zip(&values[i * d..(i + 1) * d]) {
                 *o += pi * v;
@@ -245,15 +258,19 @@ mod x86 {
         }
     }
 
-    /// `d` is a multiple of 32: four accumulators of 8 stay in registers across all rows.
+    /// `d` is a multiple of 32: the accumulators start from `out` and stay in registers
+    /// across all rows.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn weighted_sum(p: &[f32], values: &[f32], out: &mut [f32]) {
+    pub unsafe fn weighted_sum_acc(p: &[f32], values: &[f32], out: &mut [f32]) {
         let d = out.len();
         let pv = values.as_ptr();
         let mut c0 = 0;
         // 64 columns per pass (one head of the real model): each value row is read once.
         while c0 + 64 <= d {
             let mut a = [_mm256_setzero_ps(); 8];
+            for (l, acc) in a.iter_mut().enumerate() {
+                *acc = _mm256_loadu_ps(out.as_ptr().add(c0 + 8 * l));
+            }
             for (i, &pi) in p.iter().enumerate() {
                 let w = _mm256_set1_ps(pi);
                 let row = pv.add(i * d + c0);
@@ -267,10 +284,11 @@ mod x86 {
             c0 += 64;
         }
         for c in (c0..d).step_by(32) {
-            let mut a0 = _mm256_setzero_ps();
-            let mut a1 = _mm256_setzero_ps();
-            let mut a2 = _mm256_setzero_ps();
-            let mut a3 = _mm256_setzero_ps();
+            let o = out.as_ptr().add(c);
+            let mut a0 = _mm256_loadu_ps(o);
+            let mut a1 = _mm256_loadu_ps(o.add(8));
+            let mut a2 = _mm256_loadu_ps(o.add(16));
+            let mut a3 = _mm256_loadu_ps(o.add(24));
             for (i, &pi) in p.iter().enumerate() {
                 let w = _mm256_set1_ps(pi);
                 let row = pv.add(i * d + c);
@@ -426,6 +444,26 @@ mod tests {
             weighted_sum(&p, &v, &mut a);
             scalar::weighted_sum(&p, &v, &mut b);
             for (x, y) in a.iter().zip(&b) { prop_assert!((x - y).abs() < 1e-5); }
+        }
+
+        #[test]
+        fn weighted_sum_in_pieces_is_bit_identical(rows in 0usize..40, cut in 0usize..40, dblk in 1usize..4, seed in any::<u64>()) {
+            let (d, cut) = (dblk * 32, cut.min(rows));
+            let mut s = seed;
+            let mut rnd = || { s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5 };
+            let p: Vec<f32> = (0..rows).map(|_| rnd()).collect();
+            let v: Vec<f32> = (0..rows * d).map(|_| rnd()).collect();
+            for odd in [false, true] {
+                // odd: a width the vector path does not take (scalar fallback).
+                let d = if odd { d - 1 } else { d };
+                let v = &v[..rows * d];
+                let mut whole = vec![7f32; d];
+                weighted_sum(&p, v, &mut whole);
+                let mut pieces = vec![0f32; d];
+                weighted_sum_acc(&p[..cut], &v[..cut * d], &mut pieces);
+                weighted_sum_acc(&p[cut..], &v[cut * d..], &mut pieces);
+                prop_assert_eq!(whole.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), pieces.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+            }
         }
 
         #[test]

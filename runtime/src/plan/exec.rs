@@ -19,6 +19,7 @@ use crate::quant::{ActQuantizer, MixedRows};
 use kernels::{best_isa, Matmul, Q4Matrix, Variant, QK};
 use std::cell::RefCell;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +73,11 @@ impl AttnOps for QuantAttn {
         }
     }
 
+    /// `pv` below is `weighted_sum(pv_probs(p))` and `qk` the default.
+    fn tileable(&self) -> bool {
+        true
+    }
+
     /// Float P·V (used when `pv8` is off), with log2 probabilities when planned.
     fn pv(&self, p: &[f32], values: &[f32], out: &mut [f32]) {
         if !self.log2 {
@@ -105,6 +111,8 @@ pub struct PlanHooks {
     lm_head: SiteExec,
     attn: Vec<QuantAttn>,
     state: Mutex<Option<PruneState>>,
+    /// `false`: no token is dropped (low-bit tokens are still chosen); see `Hooks::set_pruning`.
+    pruning: AtomicBool,
 }
 
 fn slot(s: Site) -> usize {
@@ -189,9 +197,9 @@ impl PlanHooks {
         let native = if model.weights == WeightFormat::F16 { Variant::F16 } else { Variant::W4A16 };
         let build_site = |layer: Option<usize>, s: Site, sp: &SitePlan, lin: &Linear, low_bit: Option<Variant>| {
             let variant = sp.resolve_variant(plan.weights);
-            let quant = match (sp.bits, sp.scheme) {
+            let mut quant = match (sp.bits, sp.scheme) {
                 (16, _) => ActQuantizer::Float,
-                (b, Scheme::Token) => ActQuantizer::PerToken { bits: b },
+                (b, Scheme::Token) => ActQuantizer::PerToken { bits: b, clip: crate::quant::clip::default_clip(b) },
                 (b, Scheme::Tensor) => {
                     let (c, path) = calib.expect("checked above");
                     let st = c.site(path, layer.unwrap_or(0), s)?;
@@ -206,9 +214,15 @@ impl PlanHooks {
             let (mm, low) = if needs_own {
                 let names = tensor_names(layer, s, cfg.tied_embeddings);
                 let q4 = load_q4(src, &names)?;
-                let w = match quant.factors() {
-                    Some(f) => trip::fold_into_weights(&q4, Some(f)),
-                    None => q4,
+                let w = match &mut quant {
+                    // Group-constant factors (what `agq calibrate` writes) fold exactly into
+                    // the blocks' d and m; per-channel ones force a re-quantization.
+                    ActQuantizer::PerTensor(cf) if trip::group_exponents(&cf.factors).is_some() => {
+                        cf.factors = trip::clamp_for_f16(&q4, &cf.factors);
+                        trip::fold_exact(&q4, &cf.factors).expect("clamped to f16 range")
+                    }
+                    ActQuantizer::PerTensor(cf) => trip::fold_into_weights(&q4, Some(&cf.factors)),
+                    _ => q4,
                 };
                 let kerr = |e| ExecError::Kernel { file: src.source_path().display().to_string(), tensor: names[0].clone(), source: e };
                 let mm = if variant == native && quant.factors().is_none() {
@@ -253,7 +267,7 @@ impl PlanHooks {
         } else {
             build_site(None, Site::LmHead, &plan.lm_head, &model.lm_head, None)?
         };
-        Ok(PlanHooks { plan: plan.clone(), prunable, sites, lm_head, attn, state: Mutex::new(None) })
+        Ok(PlanHooks { plan: plan.clone(), prunable, sites, lm_head, attn, state: Mutex::new(None), pruning: AtomicBool::new(true) })
     }
 
     pub fn plan(&self) -> &Plan {
@@ -335,6 +349,11 @@ impl Hooks for PlanHooks {
         }
     }
 
+    fn set_pruning(&self, on: bool) -> bool {
+        self.pruning.store(on, Ordering::Relaxed);
+        self.plan.layers.iter().any(|l| l.prune > 0.0)
+    }
+
     fn wants_sink(&self, layer: usize) -> bool {
         let l = &self.plan.layers[layer];
         (l.prune > 0.0 || l.low_bit > 0.0) && self.state.lock().unwrap().is_some()
@@ -352,7 +371,8 @@ impl Hooks for PlanHooks {
         let n_head = sink.len() / m.max(1);
         // sink is [head][row]: importance = sum over heads (prune::importance with one key).
         let imp = crate::prune::importance(sink, n_head, m, 1);
-        let sel = st.select(&imp, lp.prune, lp.low_bit);
+        let prune = if self.pruning.load(Ordering::Relaxed) { lp.prune } else { 0.0 };
+        let sel = st.select(&imp, prune, lp.low_bit);
         st.apply(&sel);
         (!sel.drop.is_empty()).then_some(sel.keep)
     }

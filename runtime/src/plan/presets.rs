@@ -7,6 +7,7 @@
 //! | `w4a8` | Q4_1 | INT8 per-token | float | none |
 //! | `w4a8-trip` | Q4_1 | INT8 per-tensor + channel factors | float | none |
 //! | `w4a4` | Q4_1 | INT4 per-token | float | none |
+//! | `w4a4-trip` | Q4_1 | INT4 per-tensor + channel factors | float | none |
 //! | `agile8` | Q4_1 | INT8 per-token | INT8, log2-4 softmax | beta = 0.3 over the second half of the layers |
 //! | `agile4` | Q4_1 | as agile8 | as agile8 | as agile8, plus INT4 tokens at o/gate_up/down, 0 → 0.5 with depth |
 //!
@@ -15,7 +16,7 @@
 use super::{LayerPlan, Plan, Scheme, Site, SitePlan, SoftmaxMode, WeightFormat};
 use crate::prune;
 
-pub const NAMES: [&str; 7] = ["fp16", "w4a16", "w4a8", "w4a8-trip", "w4a4", "agile8", "agile4"];
+pub const NAMES: [&str; 8] = ["fp16", "w4a16", "w4a8", "w4a8-trip", "w4a4", "w4a4-trip", "agile8", "agile4"];
 
 /// Final fraction of prunable tokens removed by the agile presets.
 pub const AGILE_PRUNE_BETA: f64 = 0.3;
@@ -30,6 +31,7 @@ pub fn preset(name: &str, n_layer: usize) -> Option<Plan> {
         "w4a8" => linear(n_layer, 8, Scheme::Token),
         "w4a8-trip" => linear(n_layer, 8, Scheme::Tensor),
         "w4a4" => linear(n_layer, 4, Scheme::Token),
+        "w4a4-trip" => linear(n_layer, 4, Scheme::Tensor),
         "agile8" => agile8(n_layer),
         "agile4" => agile4(n_layer),
         _ => return None,
@@ -46,6 +48,7 @@ fn describe(name: &str) -> &'static str {
         "w4a8" => "Q4_1 weights, INT8 dynamic per-token activations at every linear site",
         "w4a8-trip" => "Q4_1 weights, INT8 static per-tensor activations with power-of-two channel factors",
         "w4a4" => "Q4_1 weights, INT4 dynamic per-token activations at every linear site",
+        "w4a4-trip" => "Q4_1 weights, INT4 static per-tensor activations with power-of-two channel factors",
         "agile8" => "Agile-Quant INT8: linear sites and QK in INT8, log2 4-bit softmax, 30% of prompt tokens pruned over the second half of the layers",
         "agile4" => "agile8 plus INT4 for low-importance tokens at o/gate_up/down, ratio 0 -> 0.5 with depth",
         _ => "",

@@ -1,6 +1,7 @@
 //! The activation quantizer of one site, and the split of a site's rows into INT8 and INT4
 //! (low-importance) tokens.
 
+use super::clip;
 use super::trip::{self, ChannelFactors};
 use kernels::{Activations, Matmul, QuantizedActivations};
 
@@ -9,8 +10,9 @@ use kernels::{Activations, Matmul, QuantizedActivations};
 pub enum ActQuantizer {
     /// Float activations pass through.
     Float,
-    /// Dynamic per-token (per-row `amax / qmax`).
-    PerToken { bits: u8 },
+    /// Dynamic per-token: per-row `amax / qmax`, or with `clip` the row's MSE-optimal
+    /// clipped range (see [`clip`]).
+    PerToken { bits: u8, clip: bool },
     /// Static per-tensor with channel factors: `x / 2^a` quantized with `cf.scale`. The
     /// site's weights must have been folded with the same factors.
     PerTensor(ChannelFactors),
@@ -20,7 +22,7 @@ impl ActQuantizer {
     pub fn bits(&self) -> u8 {
         match self {
             ActQuantizer::Float => 16,
-            ActQuantizer::PerToken { bits } => *bits,
+            ActQuantizer::PerToken { bits, .. } => *bits,
             ActQuantizer::PerTensor(cf) => cf.bits,
         }
     }
@@ -49,7 +51,7 @@ impl ActQuantizer {
     pub fn quantize(&self, x: &[f32], m: usize, k: usize) -> Option<QuantizedActivations> {
         match self {
             ActQuantizer::Float => None,
-            ActQuantizer::PerToken { bits } => Some(QuantizedActivations::quantize_per_token(x, m, k, *bits)),
+            ActQuantizer::PerToken { bits, clip } => Some(per_token(x, m, k, *bits, *clip)),
             ActQuantizer::PerTensor(cf) => {
                 assert_eq!(cf.k(), k, "channel factors are for k = {}, activations have k = {k}", cf.k());
                 let xs = self.prescaled(x, k);
@@ -67,13 +69,23 @@ impl ActQuantizer {
     }
 }
 
+/// Dynamic per-token quantization, plain or MSE-clipped.
+pub fn per_token(x: &[f32], m: usize, k: usize, bits: u8, mse_clip: bool) -> QuantizedActivations {
+    if mse_clip {
+        clip::quantize_per_token_mse(x, m, k, bits)
+    } else {
+        QuantizedActivations::quantize_per_token(x, m, k, bits)
+    }
+}
+
 /// A site's rows split into the INT8 majority and the INT4 low-importance tokens.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MixedRows {
     pub high_rows: Vec<usize>,
     pub low_rows: Vec<usize>,
     pub high: Option<QuantizedActivations>,
-    /// Low rows: dynamic per-token INT4 (after the channel factors, when the site has them).
+    /// Low rows: dynamic per-token INT4 (after the channel factors, when the site has them),
+    /// clipped as [`clip::default_clip`] says for 4 bits.
     pub low: QuantizedActivations,
 }
 
@@ -85,7 +97,7 @@ impl MixedRows {
         let gather = |rows: &[usize], src: &[f32]| rows.iter().flat_map(|&r| src[r * k..(r + 1) * k].iter().copied()).collect::<Vec<f32>>();
         let high = q.quantize(&gather(&high_rows, x), high_rows.len(), k);
         let xs = q.prescaled(x, k);
-        let low_q = QuantizedActivations::quantize_per_token(&gather(&low_rows, &xs), low_rows.len(), k, 4);
+        let low_q = per_token(&gather(&low_rows, &xs), low_rows.len(), k, 4, clip::default_clip(4));
         MixedRows { high_rows, low_rows, high, low: low_q }
     }
 

@@ -4,6 +4,7 @@
 
 pub mod act;
 pub mod attn;
+pub mod clip;
 pub mod idot;
 pub mod softmax;
 pub mod trip;

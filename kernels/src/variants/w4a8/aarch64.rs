@@ -7,7 +7,7 @@
 // Micro-kernels index several register arrays by the same row/column counters.
 #![allow(clippy::needless_range_loop)]
 
-use super::{PackedW4, ROW_CHUNK, TILE};
+use super::{PackedW4, ROW_CHUNK, SCALES, TILE};
 use crate::formats::{PaddedActivations, QK};
 use std::arch::aarch64::*;
 use std::arch::asm;
@@ -68,7 +68,7 @@ macro_rules! kernels {
                 macro_rules! step {
                     ($qp:expr, $areg:ident, $l0:literal, $l1:literal) => {
                         for cv in 0..4 {
-                            let p = w.qs.as_ptr().add(((t * bpr + b) * 4 + $qp) * 64 + cv * 16);
+                            let p = w.record(t, b).add($qp * 64 + cv * 16);
                             let x = vld1q_u8(p);
                             let wl = vreinterpretq_s8_u8(vandq_u8(x, mask));
                             let wh = vreinterpretq_s8_u8(vshrq_n_u8::<4>(x));
@@ -83,10 +83,14 @@ macro_rules! kernels {
                 step!(1, alo, 2, 3);
                 step!(2, ahi, 0, 1);
                 step!(3, ahi, 2, 3);
-                let at = (t * bpr + b) * TILE;
+                let sp = w.record(t, b).add(SCALES) as *const u16;
+                let (d0, d1) = crate::arch::aarch64::f16x8(sp);
+                let (d2, d3) = crate::arch::aarch64::f16x8(sp.add(8));
+                let (m0, m1) = crate::arch::aarch64::f16x8(sp.add(16));
+                let (m2, m3) = crate::arch::aarch64::f16x8(sp.add(24));
+                let (ds, ms) = ([d0, d1, d2, d3], [m0, m1, m2, m3]);
                 for cv in 0..4 {
-                    let dv = vld1q_f32(w.d.as_ptr().add(at + 4 * cv));
-                    let mv = vld1q_f32(w.m.as_ptr().add(at + 4 * cv));
+                    let (dv, mv) = (ds[cv], ms[cv]);
                     for r in 0..R {
                         let s = *a.sums.get_unchecked((r0 + r) * a.bpr8 + b);
                         facc[r][cv] = vfmaq_f32(facc[r][cv], vcvtq_f32_s32(acc[r][cv]), dv);

@@ -10,7 +10,7 @@
 // Micro-kernels index several register arrays by the same row/column counters.
 #![allow(clippy::needless_range_loop)]
 
-use super::{PackedW4, ROW_CHUNK, TILE};
+use super::{PackedW4, ROW_CHUNK, SCALES, TILE};
 use crate::formats::{PaddedActivations, QK};
 use std::arch::x86_64::*;
 use std::ops::Range;
@@ -40,8 +40,7 @@ unsafe fn micro<const R: usize, const V: usize>(
             let mut w0 = [_mm512_setzero_si512(); V];
             let mut w1 = [_mm512_setzero_si512(); V];
             for v in 0..V {
-                let p = w.qs.as_ptr().add((((t0 + v) * bpr + b) * 4 + qp) * 64);
-                let x = _mm512_loadu_si512(p as *const _);
+                let x = _mm512_load_si512(w.record(t0 + v, b).add(qp * 64) as *const _);
                 w0[v] = _mm512_and_si512(x, mask);
                 w1[v] = _mm512_and_si512(_mm512_srli_epi16::<4>(x), mask);
             }
@@ -56,9 +55,9 @@ unsafe fn micro<const R: usize, const V: usize>(
             }
         }
         for v in 0..V {
-            let at = ((t0 + v) * bpr + b) * TILE;
-            let dv = _mm512_loadu_ps(w.d.as_ptr().add(at));
-            let mv = _mm512_loadu_ps(w.m.as_ptr().add(at));
+            let sp = w.record(t0 + v, b).add(SCALES);
+            let dv = _mm512_cvtph_ps(_mm256_loadu_si256(sp as *const __m256i));
+            let mv = _mm512_cvtph_ps(_mm256_loadu_si256(sp.add(32) as *const __m256i));
             for r in 0..R {
                 let s = _mm512_set1_ps(*a.sums.get_unchecked((r0 + r) * a.bpr8 + b));
                 facc[r][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][v]), dv, facc[r][v]);

@@ -8,7 +8,7 @@
 // Micro-kernels index several register arrays by the same row/column counters.
 #![allow(clippy::needless_range_loop)]
 
-use super::{PackedW4, ROW_CHUNK, TILE};
+use super::{PackedW4, ROW_CHUNK, SCALES, TILE};
 use crate::formats::{PaddedActivations, QK};
 use std::arch::x86_64::*;
 use std::ops::Range;
@@ -20,7 +20,7 @@ const NV_GEMM: usize = 2;
 const NV_GEMV: usize = 4;
 
 #[inline]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn micro<const R: usize, const V: usize>(
     w: &PackedW4,
     a: &PaddedActivations,
@@ -40,7 +40,7 @@ unsafe fn micro<const R: usize, const V: usize>(
             let mut w0 = [_mm256_setzero_si256(); V];
             let mut w1 = [_mm256_setzero_si256(); V];
             for v in 0..V {
-                let p = w.qs.as_ptr().add((((t0 + v / 2) * bpr + b) * 4 + qp) * 64 + (v % 2) * 32);
+                let p = w.record(t0 + v / 2, b).add(qp * 64 + (v % 2) * 32);
                 let x = _mm256_loadu_si256(p as *const __m256i);
                 w0[v] = _mm256_and_si256(x, mask);
                 w1[v] = _mm256_and_si256(_mm256_srli_epi16(x, 4), mask);
@@ -56,9 +56,9 @@ unsafe fn micro<const R: usize, const V: usize>(
             }
         }
         for v in 0..V {
-            let at = ((t0 + v / 2) * bpr + b) * TILE + (v % 2) * 8;
-            let dv = _mm256_loadu_ps(w.d.as_ptr().add(at));
-            let mv = _mm256_loadu_ps(w.m.as_ptr().add(at));
+            let sp = w.record(t0 + v / 2, b).add(SCALES + (v % 2) * 16);
+            let dv = _mm256_cvtph_ps(_mm_loadu_si128(sp as *const __m128i));
+            let mv = _mm256_cvtph_ps(_mm_loadu_si128(sp.add(32) as *const __m128i));
             for r in 0..R {
                 let s = _mm256_broadcast_ss(a.sums.get_unchecked((r0 + r) * a.bpr8 + b));
                 let dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(acc[r][v], ones));
@@ -84,9 +84,9 @@ unsafe fn micro<const R: usize, const V: usize>(
 }
 
 /// # Safety
-/// The CPU must have AVX2 and FMA; `cols.start` a multiple of `TILE`; shapes as checked by
+/// The CPU must have AVX2, FMA and F16C; `cols.start` a multiple of `TILE`; shapes as checked by
 /// `W4A8::gemm_padded`.
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn gemm(w: &PackedW4, a: &PaddedActivations, cols: Range<usize>, o: *mut f32, nc: usize) {
     let (mr, nv) = if a.m == 1 { (1, NV_GEMV) } else { (MR, NV_GEMM) };
     for rc in (0..a.m).step_by(ROW_CHUNK) {
