@@ -187,6 +187,37 @@ pub fn cases(s: &Settings, shapes: &ModelShapes) -> Vec<RecordKey> {
     out.into_iter().collect()
 }
 
+/// One profile record from a case's key, what the workbench says about its shape, and its
+/// timing summary (per call).
+fn record(k: &RecordKey, isa: String, n: usize, kk: usize, sum: &Summary, counters: std::collections::BTreeMap<String, f64>) -> Record {
+    Record {
+        op: k.op.clone(),
+        variant: k.variant.clone(),
+        isa,
+        bits: k.bits,
+        m: k.m,
+        kv: k.kv,
+        n,
+        k: if kk > 0 { kk } else { k.k },
+        threads: k.threads,
+        median_s: sum.median,
+        p10_s: sum.p10,
+        p90_s: sum.p90,
+        samples: sum.samples,
+        cv: sum.cv.unwrap_or(0.0),
+        counters,
+    }
+}
+
+/// Appends a record to the `--jsonl` stream (flushed, so a killed run keeps every line).
+fn stream(jsonl: Option<&mut (dyn std::io::Write + '_)>, device_slug: &str, sha: &str, rec: &Record) -> Result<(), RunError> {
+    if let Some(w) = jsonl {
+        let line = serde_json::json!({ "device_slug": device_slug, "model_sha256": sha, "record": rec });
+        writeln!(w, "{line}").and_then(|_| w.flush()).map_err(RunError::Jsonl)?;
+    }
+    Ok(())
+}
+
 fn block_bits(preset: &str) -> u8 {
     match preset {
         "fp16" | "w4a16" => 16,
@@ -429,27 +460,8 @@ pub fn run(
                 counters.insert(name.name().to_string(), v as f64 / runs as f64 / per);
             }
         }
-        let rec = Record {
-            op: k.op.clone(),
-            variant: k.variant.clone(),
-            isa,
-            bits: k.bits,
-            m: k.m,
-            kv: k.kv,
-            n,
-            k: if kk > 0 { kk } else { k.k },
-            threads: k.threads,
-            median_s: sum.median,
-            p10_s: sum.p10,
-            p90_s: sum.p90,
-            samples: sum.samples,
-            cv: sum.cv.unwrap_or(0.0),
-            counters,
-        };
-        if let Some(w) = jsonl.as_deref_mut() {
-            let line = serde_json::json!({ "device_slug": device.slug, "model_sha256": sha, "record": rec });
-            writeln!(w, "{line}").and_then(|_| w.flush()).map_err(RunError::Jsonl)?;
-        }
+        let rec = record(&k, isa, n, kk, &sum, counters);
+        stream(jsonl.as_deref_mut(), &device.slug, &sha, &rec)?;
         profile.records.push(rec);
         new_records += 1;
         n_done += 1;
@@ -482,27 +494,8 @@ pub fn run(
             let base = RecordKey { op: k.op.trim_start_matches(in_forward::PREFIX).to_string(), ..k.clone() };
             let (isa, n, kk) = bench.describe(&base);
             let sum = Summary::of(&samples).expect("at least one sample");
-            let rec = Record {
-                op: k.op.clone(),
-                variant: k.variant.clone(),
-                isa,
-                bits: k.bits,
-                m: k.m,
-                kv: k.kv,
-                n,
-                k: if kk > 0 { kk } else { k.k },
-                threads: k.threads,
-                median_s: sum.median,
-                p10_s: sum.p10,
-                p90_s: sum.p90,
-                samples: sum.samples,
-                cv: sum.cv.unwrap_or(0.0),
-                counters: Default::default(),
-            };
-            if let Some(w) = jsonl.as_deref_mut() {
-                let line = serde_json::json!({ "device_slug": device.slug, "model_sha256": sha, "record": rec });
-                writeln!(w, "{line}").and_then(|_| w.flush()).map_err(RunError::Jsonl)?;
-            }
+            let rec = record(&k, isa, n, kk, &sum, Default::default());
+            stream(jsonl.as_deref_mut(), &device.slug, &sha, &rec)?;
             profile.records.push(rec);
             new_records += 1;
             if s.stop_after.is_some_and(|n| new_records >= n) {
