@@ -23,3 +23,29 @@ fn missing_profile_is_named_once_on_one_line() {
     assert_eq!(lines[0].matches(&name).count(), 1, "{stderr}");
     assert_eq!(lines[0].matches("No such file").count(), 1, "{stderr}");
 }
+
+/// `agq bench -d` past the model's context is refused with the file and the limit, not run.
+#[test]
+fn bench_depth_past_the_context_is_refused() {
+    use runtime::gguf::synthetic::{tiny_config, tiny_llama};
+    use runtime::gguf::GgmlType;
+    let dir = std::env::temp_dir().join(format!("agq-errors-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("tiny.gguf");
+    let cfg = tiny_config();
+    tiny_llama(&cfg, GgmlType::Q4_1, 7).write(&model).unwrap();
+    let depth = cfg.n_ctx_train.to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_agq"))
+        .args(["bench", "--model"])
+        .arg(&model)
+        .args(["-p", "0", "-n", "4", "-d", &depth, "-r", "1", "-t", "1", "--plan", "w4a16"])
+        .output()
+        .expect("run agq");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("agq: error: "), "{stderr}");
+    assert!(last.contains("tiny.gguf"), "{stderr}");
+    assert!(last.contains(&format!("-d {depth} plus 4 tokens of tg4 exceeds the model's context of {depth} tokens")), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -93,6 +93,17 @@ pub fn run(args: Args) -> Result<()> {
     let mut reports = Vec::new();
     for plan in &args.plan {
         let l = super::eval::load(&args.model, plan, args.calib.as_deref(), runtime::plan::exec::Prunable::All)?;
+        // A test past the trained context would run (RoPE extrapolates) but time a model
+        // state no user gets, so it is refused like `agq eval --ctx`.
+        let n_ctx = l.model.config.n_ctx_train;
+        if let Some((t, d)) = tests.iter().find(|(t, d)| d + t.tokens() > n_ctx) {
+            return Err(anyhow!(
+                "{}: -d {d} plus {} tokens of {} exceeds the model's context of {n_ctx} tokens",
+                args.model.display(),
+                t.tokens(),
+                t.name()
+            ));
+        }
         if args.prune_report {
             if let (Some(&n), Some(&t)) = (args.n_prompt.iter().find(|&&n| n > 0), args.threads.first()) {
                 bar.set_message(format!("{} pruning report", l.plan_name));
