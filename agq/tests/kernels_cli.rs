@@ -89,3 +89,38 @@ fn device_json_and_human() {
     assert!(ok);
     assert!(stdout.starts_with("device ") && stdout.contains("counter"), "{stdout}");
 }
+
+#[test]
+fn kernels_times_row_and_block_scales_side_by_side() {
+    let (ok, stdout, stderr) = agq(&[
+        "kernels", "--quick", "--json", "--shapes", "576x192", "--m", "4", "--threads", "1", "--samples", "3",
+        "--variants", "f16,w4a8,w4a4-widen,w4a4-packed", "--act-scales", "row,block",
+    ]);
+    assert!(ok, "agq kernels failed: {stderr}");
+    let v: Value = serde_json::from_str(&stdout).expect("stdout is one JSON object");
+    let records = v["records"].as_array().expect("records array");
+    let layouts = |name: &str| {
+        let mut l: Vec<String> =
+            records.iter().filter(|r| r["variant"] == name).map(|r| r["act_scales"].as_str().unwrap_or("none").to_string()).collect();
+        l.sort();
+        l
+    };
+    // Float variants have no integer scales; only w4a8 and w4a4-widen take block scales.
+    assert_eq!(layouts("f16"), vec!["none"]);
+    assert_eq!(layouts("w4a8"), vec!["block", "row"]);
+    assert_eq!(layouts("w4a4-widen"), vec!["block", "row"]);
+    assert_eq!(layouts("w4a4-packed"), vec!["row"]);
+    for r in records {
+        let block = r["act_scales"] == "block";
+        // Block records carry their time over the same case with row scales.
+        assert_eq!(r["time_vs_row"].is_number(), block, "{r}");
+        if block {
+            let row = records.iter().find(|x| x["variant"] == r["variant"] && x["act_scales"] == "row").unwrap();
+            let want = num(r, "seconds_median") / num(row, "seconds_median");
+            assert!((num(r, "time_vs_row") - want).abs() <= 1e-9 * want, "{r}");
+        }
+    }
+    // A row-only integer variant with only block scales asked for leaves nothing to time.
+    let (ok, _, stderr) = agq(&["kernels", "--quick", "--variants", "w4a4-packed", "--act-scales", "block"]);
+    assert!(!ok && stderr.lines().count() == 1 && stderr.contains("block"), "{stderr}");
+}

@@ -65,6 +65,17 @@ fn profile_resume_and_refusals_on_a_tiny_model() {
     assert!(p.records.iter().any(|r| r.op == "forward.attention" && r.m == 1 && r.kv == 32));
     assert!(p.records.iter().any(|r| r.op == "forward.gate_up" && r.variant == "w4a8"));
     assert!(p.records.iter().any(|r| r.op == "forward.lm_head"));
+    // ... and inside real prefills of each M > 1: sites, causal attention, the mixed INT8/INT4
+    // rows of the presets' low-bit tokens, the group scheme; plus the group quantizer.
+    for m in [4, 16] {
+        assert!(p.records.iter().any(|r| r.op == "forward.gate_up" && r.variant == "w4a8" && r.m == m));
+        assert!(p.records.iter().any(|r| r.op == "forward.attention" && r.m == m && r.kv == m));
+        assert!(p.records.iter().any(|r| r.op == "forward.down" && r.variant == "w4a8+w4a4-widen" && r.m == m));
+        assert!(p.records.iter().any(|r| r.op == "forward.norm" && r.m == m));
+    }
+    assert!(p.records.iter().any(|r| r.op == "forward.qkv" && r.variant == "w4a8@group" && r.m == 1));
+    assert!(p.records.iter().any(|r| r.op == "forward.o" && r.variant == "w4a8@group+w4a4-widen@group" && r.m == 16));
+    assert!(p.records.iter().any(|r| r.op == "quantize" && r.variant == "group" && r.bits == 4));
     let lines = std::fs::read_to_string(&jsonl).unwrap();
     assert_eq!(lines.lines().count(), p.records.len());
     let first: Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
@@ -118,6 +129,23 @@ fn profile_resume_and_refusals_on_a_tiny_model() {
     let add = v["additivity"].as_array().unwrap();
     assert!(!add.is_empty());
     assert!(add.iter().all(|a| a["block_s"].as_f64().unwrap() > 0.0 && a["sum_of_ops_s"].as_f64().unwrap() > 0.0));
+
+    // Interleaved rounds with the in-step ops re-measured in each: predictions from those,
+    // the stored profile's next to them.
+    let (ok, stdout, stderr) = agq(&[
+        "profile", "--validate", "--profile", full.to_str().unwrap(), "--model", model.to_str().unwrap(),
+        "--plans", "w4a8,agile4,w4a8-g32", "--prompt", "16", "--gen", "4", "--reps", "2", "--threads", "1", "--json", "--fresh-ops",
+    ]);
+    assert!(ok, "{stderr}");
+    let v: Value = serde_json::from_str(&stdout).expect("one JSON object");
+    assert_eq!(v["prediction_basis"], "fresh-ops");
+    assert_eq!(v["repetitions"], 2);
+    let cases = v["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 6);
+    assert!(cases.iter().all(|c| c["predicted_from_profile_s"].as_f64().is_some_and(|s| s > 0.0)));
+    assert!(v["share_within_10pct_from_profile"].as_f64().is_some());
+    let notes = v["notes"].to_string();
+    assert!(notes.contains("interleaved") && notes.contains("mixed rows"), "{notes}");
 
     // A profile of another model is refused, naming the file.
     let other = tiny_model(dir.path(), 2);

@@ -101,7 +101,9 @@ impl BlockQ8_0 {
 /// Symmetric integer activations, row-major `m x k`, one row per token:
 /// `x[r][c] ≈ scales[r] * q[r][c]`, with `|q| <= 127` (8 bits) or `|q| <= 7` (4 bits).
 /// The dynamic per-token scheme gives each row its own scale; the static per-tensor scheme
-/// gives every row the same one.
+/// gives every row the same one. The per-block scheme (Q8_1-style, what llama.cpp feeds its
+/// Q4_1 matmul) adds one scale per row and 32-input block, so a single outlier only coarsens
+/// its own block: `x[r][c] ≈ scales[r] * block_scales[r * bpr + c / 32] * q[r][c]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct QuantizedActivations {
     pub m: usize,
@@ -109,6 +111,9 @@ pub struct QuantizedActivations {
     pub bits: u8,
     pub q: Vec<i8>,
     pub scales: Vec<f32>,
+    /// Empty for the per-row schemes; otherwise `m * ceil(k / 32)` scales, row-major
+    /// (`bpr = ceil(k / 32)` per row). Only `w4a8` and `w4a4-widen` accept them.
+    pub block_scales: Vec<f32>,
 }
 
 impl QuantizedActivations {
@@ -137,6 +142,52 @@ impl QuantizedActivations {
         Self::quantize_with_scales(x, m, k, bits, vec![scale; m])
     }
 
+    /// Dynamic per token and per 32-input block: each block's scale is its `amax / qmax`
+    /// (`block_scales`), every row scale is 1. An all-zero block gets scale 0 and codes 0.
+    pub fn quantize_per_block(x: &[f32], m: usize, k: usize, bits: u8) -> Self {
+        assert_eq!(x.len(), m * k);
+        let qmax = Self::qmax(bits) as f32;
+        let bpr = k.div_ceil(QK);
+        let mut q = vec![0i8; m * k];
+        let mut block_scales = vec![0f32; m * bpr];
+        if k > 0 {
+            let row = |((out, x), bs): ((&mut [i8], &[f32]), &mut [f32])| {
+                for ((out, x), s) in out.chunks_mut(QK).zip(x.chunks(QK)).zip(bs) {
+                    let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
+                    *s = amax / qmax;
+                    quantize_row(x, if *s > 0.0 { 1.0 / *s } else { 0.0 }, qmax, out);
+                }
+            };
+            // Parallel over rows for prefill-sized inputs, as `quantize_with_scales`.
+            if m * k >= PARALLEL_MIN {
+                q.par_chunks_mut(k).zip(x.par_chunks(k)).zip(block_scales.par_chunks_mut(bpr)).for_each(row);
+            } else {
+                q.chunks_mut(k).zip(x.chunks(k)).zip(block_scales.chunks_mut(bpr)).for_each(row);
+            }
+        }
+        QuantizedActivations { m, k, bits, q, scales: vec![1.0; m], block_scales }
+    }
+
+    /// Blocks per row, `ceil(k / 32)`.
+    pub fn blocks_per_row(&self) -> usize {
+        self.k.div_ceil(QK)
+    }
+
+    /// Whether the activations carry per-block scales.
+    pub fn is_blocked(&self) -> bool {
+        !self.block_scales.is_empty()
+    }
+
+    /// The factor of code `(r, c)`: `scales[r]`, times its block's scale when blocked.
+    #[inline]
+    pub fn scale_of(&self, r: usize, c: usize) -> f32 {
+        if self.is_blocked() {
+            self.scales[r] * self.block_scales[r * self.blocks_per_row() + c / QK]
+        } else {
+            self.scales[r]
+        }
+    }
+
     fn quantize_with_scales(x: &[f32], m: usize, k: usize, bits: u8, scales: Vec<f32>) -> Self {
         assert_eq!(x.len(), m * k);
         let qmax = Self::qmax(bits) as f32;
@@ -154,14 +205,14 @@ impl QuantizedActivations {
                 q.chunks_mut(k).zip(x.chunks(k)).zip(scales.iter()).for_each(row);
             }
         }
-        QuantizedActivations { m, k, bits, q, scales }
+        QuantizedActivations { m, k, bits, q, scales, block_scales: Vec::new() }
     }
 
     pub fn dequantize(&self) -> Vec<f32> {
         let mut out = vec![0f32; self.m * self.k];
         for r in 0..self.m {
             for c in 0..self.k {
-                out[r * self.k + c] = self.scales[r] * self.q[r * self.k + c] as f32;
+                out[r * self.k + c] = self.scale_of(r, c) * self.q[r * self.k + c] as f32;
             }
         }
         out
@@ -190,6 +241,11 @@ fn quantize_row(x: &[f32], inv: f32, qmax: f32, out: &mut [i8]) {
 /// meet zero activations), plus each row's per-block code sums for the `m * sum(a)` term of
 /// Q4_1 (`sum_c a_c (d w_c + m) = d * dot + m * sum(a)`). When `k` is a multiple of 32 the
 /// codes are borrowed, not copied.
+///
+/// Block-scaled activations (`QuantizedActivations::block_scales`) keep their block scales
+/// `s_b` in `block_scales` (same `m x bpr8` layout as `sums`) and the sums are stored
+/// pre-multiplied, `sums[b] = s_b * sum_b(a)`, so the Q4_1 identity becomes
+/// `sum_b (d * (s_b * dot_b) + m * sums[b])`: one extra multiply per block on the dot.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PaddedActivations<'a> {
     pub m: usize,
@@ -199,11 +255,15 @@ pub struct PaddedActivations<'a> {
     pub bpr: usize,
     /// `bpr` rounded up to a multiple of 8, the stride of `sums` (8 f32 = one AVX2 vector).
     pub bpr8: usize,
-    /// `m x bpr*32` codes, zero beyond `k`.
+    /// `m x bpr*32` codes, zero beyond `k` (empty in a [`PaddedActivations::detach`]ed copy
+    /// whose codes were borrowed).
     pub q: Cow<'a, [i8]>,
-    /// `m x bpr8` block sums as f32 (exact: |sum| <= 32 * 128), zero beyond `bpr`.
-    pub sums: Vec<f32>,
+    /// `m x bpr8` block sums as f32 (exact: |sum| <= 32 * 128), zero beyond `bpr`; times
+    /// the block scale when blocked.
+    pub sums: Cow<'a, [f32]>,
     pub scales: Cow<'a, [f32]>,
+    /// Empty (per-row scales), or `m x bpr8` block scales, zero beyond `bpr`.
+    pub block_scales: Cow<'a, [f32]>,
 }
 
 impl<'a> PaddedActivations<'a> {
@@ -220,22 +280,79 @@ impl<'a> PaddedActivations<'a> {
             }
             Cow::Owned(q)
         };
+        let blocked = a.is_blocked();
+        if blocked {
+            assert_eq!(a.block_scales.len(), a.m * bpr, "block-scaled activations need m * ceil(k/32) block scales");
+        }
         let mut sums = vec![0f32; a.m * bpr8];
-        for r in 0..a.m {
-            for (b, blk) in q[r * kp..(r + 1) * kp].chunks_exact(QK).enumerate() {
-                // i16 lanes: |sum| <= 32 * 128 fits, and the loop vectorises.
-                sums[r * bpr8 + b] = blk.iter().fold(0i16, |s, &v| s + v as i16) as f32;
+        let mut block_scales = vec![0f32; if blocked { a.m * bpr8 } else { 0 }];
+        if bpr > 0 {
+            let row = |(r, (sums, q)): (usize, (&mut [f32], &[i8]))| {
+                for (b, blk) in q.chunks_exact(QK).enumerate() {
+                    // i16 lanes: |sum| <= 32 * 128 fits, and the loop vectorises.
+                    let s = blk.iter().fold(0i16, |s, &v| s + v as i16) as f32;
+                    sums[b] = if blocked { s * a.block_scales[r * bpr + b] } else { s };
+                }
+            };
+            // Every integer matmul call pays this before its tiles start: split prefill-sized
+            // inputs over the pool (rows are independent, so results do not depend on it).
+            if a.m * kp >= PARALLEL_MIN {
+                sums.par_chunks_mut(bpr8).zip(q.par_chunks(kp)).enumerate().for_each(row);
+            } else {
+                sums.chunks_mut(bpr8).zip(q.chunks(kp)).enumerate().for_each(row);
+            }
+            for r in 0..if blocked { a.m } else { 0 } {
+                block_scales[r * bpr8..r * bpr8 + bpr].copy_from_slice(&a.block_scales[r * bpr..(r + 1) * bpr]);
             }
         }
-        PaddedActivations { m: a.m, k: a.k, bits: a.bits, bpr, bpr8, q, sums, scales: Cow::Borrowed(&a.scales[..a.m]) }
+        PaddedActivations {
+            m: a.m,
+            k: a.k,
+            bits: a.bits,
+            bpr,
+            bpr8,
+            q,
+            sums: Cow::Owned(sums),
+            scales: Cow::Borrowed(&a.scales[..a.m]),
+            block_scales: Cow::Owned(block_scales),
+        }
     }
 
     /// The same data, owned (to outlive the activations).
     pub fn into_owned(self) -> PaddedActivations<'static> {
         PaddedActivations {
             q: Cow::Owned(self.q.into_owned()),
+            sums: Cow::Owned(self.sums.into_owned()),
             scales: Cow::Owned(self.scales.into_owned()),
+            block_scales: Cow::Owned(self.block_scales.into_owned()),
             ..self
+        }
+    }
+
+    /// An owned copy without the codes or scales it borrowed from the activations (no copy
+    /// of the `m x k` codes per call); [`PaddedActivations::attach`] borrows them back.
+    pub fn detach(self) -> PaddedActivations<'static> {
+        let borrowed = |c: &Cow<'_, [i8]>| matches!(c, Cow::Borrowed(_));
+        let q = if borrowed(&self.q) { Cow::Owned(Vec::new()) } else { Cow::Owned(self.q.into_owned()) };
+        PaddedActivations {
+            q,
+            sums: Cow::Owned(self.sums.into_owned()),
+            scales: Cow::Owned(Vec::new()),
+            block_scales: Cow::Owned(self.block_scales.into_owned()),
+            ..self
+        }
+    }
+
+    /// A borrowed view of a [`PaddedActivations::detach`]ed copy made from `a`, with `a`'s
+    /// codes and row scales where the copy left them out.
+    pub fn attach<'b>(&'b self, a: &'b QuantizedActivations) -> PaddedActivations<'b> {
+        debug_assert!(a.m == self.m && a.k == self.k);
+        PaddedActivations {
+            q: Cow::Borrowed(if self.q.is_empty() { &a.q[..a.m * a.k] } else { &self.q }),
+            sums: Cow::Borrowed(&self.sums),
+            scales: Cow::Borrowed(if self.scales.is_empty() { &a.scales[..a.m] } else { &self.scales }),
+            block_scales: Cow::Borrowed(&self.block_scales),
+            ..*self
         }
     }
 
@@ -249,5 +366,17 @@ impl<'a> PaddedActivations<'a> {
     #[inline]
     pub fn row_sums(&self, r: usize) -> &[f32] {
         &self.sums[r * self.bpr8..(r + 1) * self.bpr8]
+    }
+
+    /// Whether the activations carry per-block scales.
+    #[inline]
+    pub fn is_blocked(&self) -> bool {
+        !self.block_scales.is_empty()
+    }
+
+    /// Row `r`'s block scales (length `bpr8`); only when blocked.
+    #[inline]
+    pub fn row_block_scales(&self, r: usize) -> &[f32] {
+        &self.block_scales[r * self.bpr8..(r + 1) * self.bpr8]
     }
 }

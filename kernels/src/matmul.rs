@@ -16,11 +16,16 @@ use half::f16;
 use rayon::prelude::*;
 use std::ops::Range;
 
-/// Why a matmul could not be prepared.
+/// Why a matmul could not be prepared or run.
 #[derive(Debug, Clone, PartialEq)]
 pub enum KernelError {
     Shape(String),
     Unsupported { variant: Variant, isa: Isa },
+    /// Float activations given to an integer variant, or the wrong integer bit width.
+    Activations { variant: Variant, want_bits: u8, got_bits: u8 },
+    /// Per-block activation scales given to a variant whose kernels only apply one scale per
+    /// row (only `w4a8` and `w4a4-widen` take them).
+    BlockScales { variant: Variant, isa: Isa },
 }
 
 impl std::fmt::Display for KernelError {
@@ -30,6 +35,13 @@ impl std::fmt::Display for KernelError {
             KernelError::Unsupported { variant, isa } => {
                 write!(f, "kernel variant {variant} has no {isa} implementation on this CPU")
             }
+            KernelError::Activations { variant, want_bits, got_bits } => {
+                write!(f, "kernel variant {variant} cannot take these activations: it takes {want_bits}-bit, got {got_bits}-bit")
+            }
+            KernelError::BlockScales { variant, isa } => write!(
+                f,
+                "kernel variant {variant} ({isa}) does not support per-block activation scales (use w4a8 or w4a4-widen)"
+            ),
         }
     }
 }
@@ -231,26 +243,65 @@ impl Matmul {
     }
 
     /// `y` (row-major `m x n`) = activations (`m x k`) times the weights transposed.
-    /// Panics when the activations' kind or shape does not fit this matmul: that is a bug in
-    /// the caller, not bad input.
+    /// Panics with [`Matmul::try_run`]'s error when the activations do not fit this matmul
+    /// (kind, shape, or per-block scales on a variant without them); callers that can get
+    /// such input use `try_run`.
     pub fn run(&self, a: Activations<'_>, y: &mut [f32]) {
+        if let Err(e) = self.try_run(a, y) {
+            panic!("{e}");
+        }
+    }
+
+    /// [`Matmul::run`], returning a typed error instead of panicking when the activations'
+    /// kind, bit width, shape or scale layout does not fit this matmul (`y` is then untouched).
+    pub fn try_run(&self, a: Activations<'_>, y: &mut [f32]) -> Result<(), KernelError> {
         let (m, n, k) = (a.m(), self.n, self.k);
-        assert_eq!(y.len(), m * n, "output must be m x n = {m} x {n}");
+        let shape = |s: String| Err(KernelError::Shape(s));
+        if y.len() != m * n {
+            return shape(format!("output must be m x n = {m} x {n}, got {} elements", y.len()));
+        }
+        let want_bits = self.variant.activation_bits();
         let act = match a {
-            Activations::F32 { x, m } if self.variant.activation_bits() == 16 => {
-                assert_eq!(x.len(), m * k, "float activations must be m x k = {m} x {k}");
+            Activations::F32 { x, m } if want_bits == 16 => {
+                if x.len() != m * k {
+                    return shape(format!("float activations must be m x k = {m} x {k}, got {} elements", x.len()));
+                }
                 Act::F32 { x, m, k }
             }
-            Activations::Int(q) if self.variant.activation_bits() == q.bits => {
-                assert_eq!(q.k, k, "integer activations have k = {}, matmul has k = {k}", q.k);
-                assert_eq!(q.q.len(), m * k, "integer activations must hold m x k codes");
-                assert_eq!(q.scales.len(), m, "integer activations need one scale per row");
+            Activations::Int(q) if want_bits == q.bits => {
+                if q.k != k {
+                    return shape(format!("integer activations have k = {}, matmul has k = {k}", q.k));
+                }
+                if q.q.len() != m * k || q.scales.len() != m {
+                    return shape(format!(
+                        "integer activations need m x k = {m} x {k} codes and {m} scales, got {} and {}",
+                        q.q.len(),
+                        q.scales.len()
+                    ));
+                }
+                if q.is_blocked() {
+                    if !self.prepared.block_scales() {
+                        return Err(KernelError::BlockScales { variant: self.variant, isa: self.isa });
+                    }
+                    if q.block_scales.len() != m * q.blocks_per_row() {
+                        return shape(format!(
+                            "block-scaled activations need m x ceil(k/32) = {m} x {} block scales, got {}",
+                            q.blocks_per_row(),
+                            q.block_scales.len()
+                        ));
+                    }
+                }
                 Act::Int(q)
             }
-            _ => panic!("{} matmul cannot take these activations", self.variant),
+            Activations::F32 { .. } => {
+                return Err(KernelError::Activations { variant: self.variant, want_bits, got_bits: 16 })
+            }
+            Activations::Int(q) => {
+                return Err(KernelError::Activations { variant: self.variant, want_bits, got_bits: q.bits })
+            }
         };
         if m == 0 || n == 0 {
-            return;
+            return Ok(());
         }
         let tiles = tiles(m, n, k, self.prepared.col_align(), self.prepared.min_tile_macs());
         let prepared = &*self.prepared;
@@ -263,6 +314,7 @@ impl Matmul {
             let out = unsafe { OutTile::new(base.get().add(cols.start), n, m, cols.len()) };
             prepared.gemm_into_with(act, prep, cols, out);
         });
+        Ok(())
     }
 }
 

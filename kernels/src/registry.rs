@@ -47,6 +47,12 @@ impl Variant {
         }
     }
 
+    /// Whether the variant takes per-32-block activation scales
+    /// (`QuantizedActivations::block_scales`) on every ISA it has.
+    pub fn supports_block_scales(self) -> bool {
+        matches!(self, Variant::W4A8 | Variant::W4A4Widen)
+    }
+
     /// Activation bits this variant consumes (16 = float).
     pub fn activation_bits(self) -> u8 {
         match self {

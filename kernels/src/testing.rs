@@ -83,9 +83,17 @@ pub fn q4_abs_f64(w: &Q4Matrix) -> Vec<f64> {
     out
 }
 
-/// Integer activations as exact f64 values `scale_r · q_rc`.
+/// Integer activations as exact f64 values `scale_r · q_rc` (times the block scale when
+/// blocked).
 pub fn int_acts_f64(a: &QuantizedActivations) -> Vec<f64> {
-    (0..a.m * a.k).map(|i| a.scales[i / a.k.max(1)] as f64 * a.q[i] as f64).collect()
+    let k = a.k.max(1);
+    (0..a.m * a.k)
+        .map(|i| {
+            let (r, c) = (i / k, i % k);
+            let bs = if a.is_blocked() { a.block_scales[r * a.blocks_per_row() + c / QK] as f64 } else { 1.0 };
+            a.scales[r] as f64 * bs * a.q[i] as f64
+        })
+        .collect()
 }
 
 pub fn to_f64(v: &[f32]) -> Vec<f64> {
@@ -222,7 +230,33 @@ pub fn int_activations(m: usize, k: usize, bits: u8) -> impl Strategy<Value = Qu
             })
             .collect();
         let scales = (0..m).map(|_| rng.uniform(1e-4, 10.0)).collect();
-        QuantizedActivations { m, k, bits, q, scales }
+        QuantizedActivations { m, k, bits, q, scales, block_scales: Vec::new() }
+    })
+}
+
+/// [`int_activations`] with per-block scales: log-uniform over 1e-6..1e6 (twelve orders of
+/// magnitude within one row), sometimes exactly 0, sometimes a whole block of zero codes;
+/// row scales 1 or random as in `int_activations`.
+pub fn block_activations(m: usize, k: usize, bits: u8) -> impl Strategy<Value = QuantizedActivations> {
+    (int_activations(m, k, bits), any::<u64>(), any::<bool>()).prop_map(move |(mut a, seed, unit_rows)| {
+        let mut rng = Rng::new(seed);
+        let bpr = k.div_ceil(QK);
+        a.block_scales = (0..m * bpr)
+            .map(|_| match rng.next_u64() % 8 {
+                0 => 0.0,
+                _ => 10f32.powf(rng.uniform(-6.0, 6.0)),
+            })
+            .collect();
+        for i in 0..m * bpr {
+            if rng.next_u64().is_multiple_of(8) {
+                let (r, b) = (i / bpr.max(1), i % bpr.max(1));
+                a.q[r * k + b * QK..r * k + ((b + 1) * QK).min(k)].iter_mut().for_each(|v| *v = 0);
+            }
+        }
+        if unit_rows {
+            a.scales.iter_mut().for_each(|s| *s = 1.0);
+        }
+        a
     })
 }
 

@@ -110,6 +110,18 @@ fn float_matmul_rejects_integer_activations() {
 }
 
 #[test]
+fn try_run_returns_typed_errors() {
+    let w = Q4Matrix::quantize(4, 32, &noise(128, 3));
+    let mm = Matmul::new_q4(Variant::F16, Isa::Scalar, &w).unwrap();
+    let q = QuantizedActivations::quantize_per_token(&noise(32, 4), 1, 32, 8);
+    let e = mm.try_run(Activations::Int(&q), &mut [0.0; 4]).unwrap_err();
+    assert_eq!(e, kernels::KernelError::Activations { variant: Variant::F16, want_bits: 16, got_bits: 8 });
+    let w8 = Matmul::new_q4(Variant::W4A8, Isa::Scalar, &w).unwrap();
+    assert!(matches!(w8.try_run(Activations::Int(&q), &mut [0.0; 5]), Err(kernels::KernelError::Shape(_))));
+    assert!(matches!(mm.try_run(Activations::F32 { x: &noise(31, 1), m: 1 }, &mut [0.0; 4]), Err(kernels::KernelError::Shape(_))));
+}
+
+#[test]
 #[should_panic(expected = "output must be m x n")]
 fn wrong_output_length_panics() {
     let w = Q4Matrix::quantize(4, 32, &noise(128, 5));

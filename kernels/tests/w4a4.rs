@@ -83,7 +83,7 @@ macro_rules! w4a4_tests {
                             let (n, m) = (33, 5);
                             let blk = BlockQ4_1 { d: f16::from_f32(1.0), m: f16::from_f32(0.0), qs: [code | code << 4; QK / 2] };
                             let w = Q4Matrix::from_blocks(n, k, vec![blk; n * Q4Matrix::blocks_per_row(k)]).unwrap();
-                            let a = QuantizedActivations { m, k, bits: 4, q: vec![act; m * k], scales: vec![1.0; m] };
+                            let a = QuantizedActivations { m, k, bits: 4, q: vec![act; m * k], scales: vec![1.0; m], block_scales: vec![] };
                             let want = (k as i64 * code as i64 * act as i64) as f32;
                             let y = matmul($variant, isa, &w, &a);
                             assert!(y.iter().all(|&v| v == want), "{} {isa} k={k} code={code} act={act}: {:?} != {want}", $variant, &y[..4]);
@@ -94,7 +94,7 @@ macro_rules! w4a4_tests {
 
             per_isa!(zero_k_gives_zeros, $variant, |isa| {
                 let w = Q4Matrix::from_blocks(40, 0, vec![]).unwrap();
-                let a = QuantizedActivations { m: 3, k: 0, bits: 4, q: vec![], scales: vec![1.0; 3] };
+                let a = QuantizedActivations { m: 3, k: 0, bits: 4, q: vec![], scales: vec![1.0; 3], block_scales: vec![] };
                 assert!(matmul($variant, isa, &w, &a).iter().all(|&v| v == 0.0));
             });
 

@@ -76,15 +76,16 @@ per_isa!(blocked_shapes_match_f64, Variant::W4A8, |isa| {
     })
 });
 
-// All codes 0 or 15 against activations at +-127 and 0, at lengths around block edges.
+// All codes 0 or 15 against activations at +-127, -128 (the largest |dot| the AVX-512
+// magic-number conversion must hold) and 0, at lengths around block edges.
 per_isa!(extremes_are_exact, Variant::W4A8, |isa| {
     for &k in &[1usize, 31, 32, 33, 64, 95, 600] {
         for &code in &[0u8, 15] {
-            for &act in &[127i8, -127, 0] {
+            for &act in &[127i8, -127, -128, 0] {
                 let (n, m) = (7, 6);
                 let blk = BlockQ4_1 { d: f16::from_f32(1.0), m: f16::from_f32(0.0), qs: [code | code << 4; QK / 2] };
                 let w = Q4Matrix::from_blocks(n, k, vec![blk; n * Q4Matrix::blocks_per_row(k)]).unwrap();
-                let a = QuantizedActivations { m, k, bits: 8, q: vec![act; m * k], scales: vec![1.0; m] };
+                let a = QuantizedActivations { m, k, bits: 8, q: vec![act; m * k], scales: vec![1.0; m], block_scales: vec![] };
                 let want = (k as i64 * code as i64 * act as i64) as f32;
                 let y = matmul(Variant::W4A8, isa, &w, &a);
                 assert!(y.iter().all(|&v| v == want), "{isa} k={k} code={code} act={act}: {y:?} != {want}");
@@ -130,7 +131,7 @@ fn all_paths_equal_scalar_on_exact_inputs() {
 
 per_isa!(zero_k_gives_zeros, Variant::W4A8, |isa| {
     let w = Q4Matrix::from_blocks(20, 0, vec![]).unwrap();
-    let a = QuantizedActivations { m: 3, k: 0, bits: 8, q: vec![], scales: vec![1.0; 3] };
+    let a = QuantizedActivations { m: 3, k: 0, bits: 8, q: vec![], scales: vec![1.0; 3], block_scales: vec![] };
     assert!(matmul(Variant::W4A8, isa, &w, &a).iter().all(|&v| v == 0.0));
 });
 

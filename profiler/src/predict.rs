@@ -177,6 +177,7 @@ pub fn scheme_name(s: Scheme) -> &'static str {
     match s {
         Scheme::Token => "token",
         Scheme::Tensor => "tensor",
+        Scheme::Group => "group",
     }
 }
 
@@ -217,6 +218,18 @@ impl Series {
     }
 }
 
+/// Rows through one layer of a prefill: `m` in, `mk` after its pruning, `low_o` low-bit
+/// rows at `o` (the previous layer's set), `low` at gate_up/down; attention over `kv` keys
+/// (`0`: left out, the caller adds it).
+#[derive(Clone, Copy, Debug)]
+struct Rows {
+    m: usize,
+    mk: usize,
+    low_o: usize,
+    low: usize,
+    kv: usize,
+}
+
 /// A profile indexed for fast repeated predictions (the tuner calls it thousands of times).
 pub struct Predictor {
     basis: Basis,
@@ -241,6 +254,8 @@ const ATT_DECODE: &str = "attention@decode";
 /// Decode attention timed inside the forward pass (see `in_forward`).
 const FWD_ATT: &str = "forward.attention";
 const FWD_ATT_DECODE: &str = "forward.attention@decode";
+/// Prefill attention timed inside the forward pass (per query row, by M).
+const FWD_ATT_PREFILL: &str = "forward.attention@prefill";
 
 impl Predictor {
     pub fn new(profile: &DeviceProfile) -> Result<Predictor, PredictError> {
@@ -263,6 +278,9 @@ impl Predictor {
             if r.op == FWD_ATT {
                 if r.m == 1 {
                     push(FWD_ATT_DECODE, r.kv as f64, r.median_s);
+                }
+                if r.m == r.kv && r.m > 1 {
+                    push(FWD_ATT_PREFILL, r.m as f64, r.median_s / r.m as f64);
                 }
             } else if r.op == "attention" {
                 if r.m == r.kv {
@@ -317,7 +335,8 @@ impl Predictor {
             let (m_in, m_kept, low) = kept[l];
             let mut by_op = BTreeMap::new();
             if p > 0 {
-                self.layer_ops(plan.weights, lp, m_in, m_kept, low_prev, low, m_in, t, &mut by_op)?;
+                let c = Rows { m: m_in, mk: m_kept, low_o: low_prev, low, kv: m_in };
+                self.layer_ops(plan.weights, lp, c, t, true, &mut by_op)?;
             }
             low_prev = low;
             // Decode: every step is one row; attention over the cached rows of this layer.
@@ -333,15 +352,18 @@ impl Predictor {
             per_layer.push(LayerCost { layer: l, tokens_in: m_in, tokens_kept: m_kept, by_op, decode_s });
         }
         let (hv, hb) = lm_head_variant(plan, self.q4_head.as_deref());
-        let head1 = self.cost("lm_head", &hv, hb, 0, 1, t)?;
-        let head_step = self.in_forward("lm_head", &hv, hb, t).unwrap_or(head1);
-        let other1 = self.in_forward("norm", "f32", 16, t).map_or_else(|| self.cost("norm", "f32", 16, 0, 1, t), Ok)?
-            + self.in_forward("embed", "f32", 16, t).map_or_else(|| self.cost("embed", "f32", 16, 0, 1, t), Ok)?;
+        // The LM head of one row, after the layers streamed their weights (prefill's last
+        // row and every decode step alike): in-step where measured.
+        let head1 = self.in_forward("lm_head", &hv, hb, t).map_or_else(|| self.cost("lm_head", &hv, hb, 0, 1, t), Ok)?;
+        let norm1 = self.in_forward("norm", "f32", 16, t).map_or_else(|| self.cost("norm", "f32", 16, 0, 1, t), Ok)?;
+        let other1 = norm1 + self.in_forward("embed", "f32", 16, t).map_or_else(|| self.cost("embed", "f32", 16, 0, 1, t), Ok)?;
         let (lm_head_s, prefill_other_s) = if p > 0 {
-            (head1, self.cost("embed", "f32", 16, 0, p, t)? + self.cost("norm", "f32", 16, 0, 1, t)?)
+            let embed = self.fwd_at("embed", "f32", 16, p, t).map_or_else(|| self.cost("embed", "f32", 16, 0, p, t), Ok)?;
+            (head1, embed + norm1)
         } else {
             (0.0, 0.0)
         };
+        let head_step = head1;
         let prefill_s = lm_head_s + prefill_other_s + per_layer.iter().map(LayerCost::prefill_s).sum::<f64>();
         let decode_lm_head_s = head_step * n as f64;
         let decode_other_s = other1 * n as f64;
@@ -362,45 +384,45 @@ impl Predictor {
         })
     }
 
-    /// Per-op seconds of one layer without pruning: `m` rows, attention over `kv` keys
-    /// (`kv == m`: a prefill from an empty cache; `m == 1`: a decode step). For the
-    /// additivity check against measured `block` records.
+    /// Per-op seconds of one layer without pruning from the isolated records only: `m` rows,
+    /// attention over `kv` keys (`kv == m`: a prefill from an empty cache; `m == 1`: a decode
+    /// step). For the additivity check against measured `block` records (themselves isolated
+    /// runs of a few layers) and per-layer breakdowns.
     pub fn layer(&self, weights: WeightFormat, lp: &LayerPlan, m: usize, kv: usize, threads: usize) -> Result<BTreeMap<String, f64>, PredictError> {
         let mut by_op = BTreeMap::new();
-        self.layer_ops(weights, lp, m, m, 0, 0, 0, threads, &mut by_op)?;
+        self.layer_ops(weights, lp, Rows { m, mk: m, low_o: 0, low: 0, kv: 0 }, threads, false, &mut by_op)?;
         *by_op.entry("attention".into()).or_insert(0.0) += self.attention(&attention_variant(lp), m, kv, threads)?;
         Ok(by_op)
     }
 
-    /// Adds one layer's ops to `by_op`: `m` rows in, `mk` after pruning, `low_o` low-bit rows
-    /// at `o` (the previous layer's set), `low` at gate_up/down. Attention over `kv` keys
-    /// (`kv == 0`: left out, the caller adds it).
-    #[allow(clippy::too_many_arguments)]
-    fn layer_ops(
-        &self,
-        weights: WeightFormat,
-        lp: &LayerPlan,
-        m: usize,
-        mk: usize,
-        low_o: usize,
-        low: usize,
-        kv: usize,
-        t: usize,
-        by_op: &mut BTreeMap<String, f64>,
-    ) -> Result<(), PredictError> {
+    /// Adds one layer's prefill ops to `by_op` (`rows`: see [`Rows`]). `fwd`: price each op
+    /// from the records timed inside real prefills (`forward.*` at M > 1) where the profile
+    /// has them, else (and always with `fwd = false`) from the isolated records.
+    fn layer_ops(&self, weights: WeightFormat, lp: &LayerPlan, rows: Rows, t: usize, fwd: bool, by_op: &mut BTreeMap<String, f64>) -> Result<(), PredictError> {
+        let Rows { m, mk, low_o, low, kv } = rows;
         let mut add = |op: &str, s: f64| *by_op.entry(op.to_string()).or_insert(0.0) += s;
         let sh = self.shapes();
         let (d, ff, qd) = (sh.d_model, sh.d_ff, sh.q_dim());
-        let low_variant = match lp.low_bit_variant {
-            VariantChoice::Fixed(v) => v.name().to_string(),
-            VariantChoice::Auto => runtime::plan::auto_variant(4, weights).name().to_string(),
-        };
+        let low_variant = lp.resolve_low_bit_variant(weights).name().to_string();
         let low_sites = if lp.low_bit > 0.0 { lp.low_bit_sites() } else { Vec::new() };
+        // A per-row op: in-prefill record at `rows`, else the isolated one.
+        let row_op = |op: &str, variant: &str, rows: usize| -> Result<f64, PredictError> {
+            match fwd.then(|| self.fwd_at(op, variant, 16, rows, t)).flatten() {
+                Some(x) => Ok(x),
+                None => self.cost(op, variant, 16, 0, rows, t),
+            }
+        };
         let site = |s: Site, rows: usize, low_rows: usize, k: usize, add: &mut dyn FnMut(&str, f64)| -> Result<(), PredictError> {
             let sp = lp.site(s);
+            let low_rows = if low_sites.contains(&s) { low_rows.min(rows) } else { 0 };
+            if fwd {
+                if let Some(x) = self.fwd_site(s, sp, weights, &low_variant, rows, low_rows, k, t)? {
+                    add(s.name(), x);
+                    return Ok(());
+                }
+            }
             let v = site_variant(sp, weights);
             let scheme = scheme_name(sp.scheme);
-            let low_rows = if low_sites.contains(&s) { low_rows.min(rows) } else { 0 };
             let high = rows - low_rows;
             add(s.name(), self.cost(s.name(), &v, sp.bits, 0, high, t)?);
             if !sp.is_float() {
@@ -408,38 +430,117 @@ impl Predictor {
             }
             if low_rows > 0 {
                 add(s.name(), self.cost(s.name(), &low_variant, 4, 0, low_rows, t)?);
-                add("quantize", self.cost("quantize", "token", 4, k, low_rows, t)?);
+                let low_scheme = if sp.scheme == Scheme::Group { "group" } else { "token" };
+                add("quantize", self.cost("quantize", low_scheme, 4, k, low_rows, t)?);
+            }
+            if matches!(s, Site::O | Site::Down) {
+                add("residual", self.cost("residual", "f32", 16, 0, rows, t)?);
             }
             Ok(())
         };
-        add("norm", self.cost("norm", "f32", 16, 0, m, t)?);
+        add("norm", row_op("norm", "f32", m)?);
         site(Site::Qkv, m, 0, d, &mut add)?;
         let rope = if lp.qk.bits == 8 || lp.pv.bits == 8 { "int8-kv" } else { "f32" };
-        add("rope", self.cost("rope", rope, 16, 0, m, t)?);
+        add("rope", row_op("rope", rope, m)?);
         if kv > 0 {
-            add("attention", self.attention(&attention_variant(lp), m, kv, t)?);
+            let av = attention_variant(lp);
+            let x = match fwd.then(|| self.fwd_prefill_attention(&av, m, kv, t)).flatten() {
+                Some(x) => x,
+                None => self.attention(&av, m, kv, t)?,
+            };
+            add("attention", x);
         }
         site(Site::O, m, low_o, qd, &mut add)?;
-        add("residual", self.cost("residual", "f32", 16, 0, m, t)?);
         if m > 1 && (lp.prune > 0.0 || lp.low_bit > 0.0) {
             add("prune_select", self.cost("prune_select", "f32", 16, 0, m, t)?);
         }
-        add("norm", self.cost("norm", "f32", 16, 0, mk, t)?);
+        add("norm", row_op("norm", "f32", mk)?);
         site(Site::GateUp, mk, low, d, &mut add)?;
-        add("silu", self.cost("silu", "f32", 16, 0, mk, t)?);
+        add("silu", row_op("silu", "f32", mk)?);
         site(Site::Down, mk, low, ff, &mut add)?;
-        add("residual", self.cost("residual", "f32", 16, 0, mk, t)?);
         Ok(())
+    }
+
+    /// A `forward.<op>` record's series at `m` rows, when the profile timed the op inside
+    /// the forward pass at that kind of call: a decode step for `m == 1`, prefills (some
+    /// M > 1) otherwise. Zero rows cost nothing.
+    fn fwd_at(&self, op: &str, variant: &str, bits: u8, m: usize, t: usize) -> Option<f64> {
+        if self.basis == Basis::Roofline {
+            return None;
+        }
+        if m == 0 {
+            return Some(0.0);
+        }
+        let key = Key { op: format!("{}{op}", crate::in_forward::PREFIX), variant: variant.into(), bits, k: 0, threads: t };
+        let s = self.series.get(&key)?;
+        let ok = if m == 1 { s.pts.iter().any(|p| p.0 == 1.0) } else { s.pts.iter().any(|p| p.0 > 1.0) };
+        ok.then(|| s.at(m as f64))
+    }
+
+    /// Prefill attention of `m` rows over `kv` keys from the in-prefill records (causal, from
+    /// an empty cache: `kv == m`; cost per row linear in M, as [`Predictor::attention`]).
+    fn fwd_prefill_attention(&self, variant: &str, m: usize, kv: usize, t: usize) -> Option<f64> {
+        if self.basis == Basis::Roofline || m <= 1 || kv != m {
+            return None;
+        }
+        let bits = if variant == "f32" { 16 } else { 8 };
+        let key = Key { op: FWD_ATT_PREFILL.into(), variant: variant.into(), bits, k: 0, threads: t };
+        self.series.get(&key).map(|s| s.at(m as f64) * m as f64)
+    }
+
+    /// One linear site of a prefill from the in-prefill records: `rows` rows of which
+    /// `low_rows` INT4. `None` when the profile lacks a record this needs (the caller falls
+    /// back to the isolated records).
+    ///
+    /// Low-bit rows: the profile times each mixed pair with [`in_forward::mixed_low_rows`]
+    /// of the rows INT4 (`mixed(M)`), so a site with L low rows costs
+    /// `mixed(M) + hi(M - L) - hi(M - h) + lo(L) - lo(h)` with `h = mixed_low_rows(M)` and
+    /// `hi`/`lo` the in-prefill records of the two kernels alone: exact at the measured
+    /// share, moved along the measured single-kernel slopes for another share. Without a
+    /// mixed record: `hi(M - L) + lo(L)`.
+    #[allow(clippy::too_many_arguments)]
+    fn fwd_site(&self, s: Site, sp: &SitePlan, weights: WeightFormat, low_variant: &str, rows: usize, low_rows: usize, k: usize, t: usize) -> Result<Option<f64>, PredictError> {
+        use crate::in_forward::{mixed_label, mixed_low_rows, site_label};
+        let v = site_variant(sp, weights);
+        let op = s.name();
+        // A profile without group-scheme runs: the per-token run, re-priced by `adj`.
+        let mut label = site_label(&v, sp.scheme);
+        let mut repriced = sp.scheme == Scheme::Tensor;
+        if sp.scheme == Scheme::Group && self.fwd_at(op, &label, sp.bits, rows, t).is_none() {
+            label = v.clone();
+            repriced = true;
+        }
+        let hi = |m: usize| self.fwd_at(op, &label, sp.bits, m, t);
+        let Some(hi_all) = hi(rows) else { return Ok(None) };
+        // Timed with per-token scales; another scheme quantizes with its own.
+        let adj = |m: usize| -> Result<f64, PredictError> {
+            if repriced && m > 0 {
+                let sc = scheme_name(sp.scheme);
+                Ok(self.cost("quantize", sc, sp.bits, k, m, t)? - self.cost("quantize", "token", sp.bits, k, m, t)?)
+            } else {
+                Ok(0.0)
+            }
+        };
+        if low_rows == 0 {
+            return Ok(Some(hi_all + adj(rows)?));
+        }
+        let low_scheme = if sp.scheme == Scheme::Group { Scheme::Group } else { Scheme::Token };
+        let low_label = site_label(low_variant, low_scheme);
+        let lo = |m: usize| self.fwd_at(op, &low_label, 4, m, t);
+        let (Some(hi_l), Some(lo_l)) = (hi(rows - low_rows), lo(low_rows)) else { return Ok(None) };
+        let h = mixed_low_rows(rows);
+        let mixed = self.fwd_at(op, &mixed_label(&label, &low_label), 8, rows, t);
+        let x = match (mixed, hi(rows - h), lo(h)) {
+            (Some(mx), Some(hi_h), Some(lo_h)) if h > 0 => mx + (hi_l - hi_h) + (lo_l - lo_h),
+            _ => hi_l + lo_l,
+        };
+        Ok(Some(x + adj(rows - low_rows)?))
     }
 
     /// The median of a `forward.<op>` record at M = 1 (timed inside real decode steps), if
     /// the profile has one.
     fn in_forward(&self, op: &str, variant: &str, bits: u8, t: usize) -> Option<f64> {
-        if self.basis == Basis::Roofline {
-            return None;
-        }
-        let key = Key { op: format!("{}{op}", crate::in_forward::PREFIX), variant: variant.into(), bits, k: 0, threads: t };
-        self.series.get(&key).map(|s| s.at(1.0))
+        self.fwd_at(op, variant, bits, 1, t)
     }
 
     /// Per-op seconds of one decode step of one layer, attention left out. Ops timed inside
@@ -449,7 +550,7 @@ impl Predictor {
     pub fn decode_layer(&self, weights: WeightFormat, lp: &LayerPlan, t: usize) -> Result<BTreeMap<String, f64>, PredictError> {
         let mut by_op = BTreeMap::new();
         let mut iso = BTreeMap::new();
-        self.layer_ops(weights, lp, 1, 1, 0, 0, 0, t, &mut iso)?;
+        self.layer_ops(weights, lp, Rows { m: 1, mk: 1, low_o: 0, low: 0, kv: 0 }, t, false, &mut iso)?;
         let mut add = |op: &str, s: f64| *by_op.entry(op.to_string()).or_insert(0.0) += s;
         let sh = self.shapes();
         let qd = sh.q_dim();
@@ -461,11 +562,19 @@ impl Predictor {
                 Site::O => qd,
                 _ => sh.d_model,
             };
-            match self.in_forward(s.name(), &v, sp.bits, t) {
-                Some(x) => {
+            let label = crate::in_forward::site_label(&v, sp.scheme);
+            // (seconds, whether it was timed with per-token scales for another scheme).
+            let timed = match self.in_forward(s.name(), &label, sp.bits, t) {
+                Some(x) => Some((x, sp.scheme == Scheme::Tensor)),
+                // A profile without group-scheme runs: the per-token run, re-priced below.
+                None if sp.scheme == Scheme::Group => self.in_forward(s.name(), &v, sp.bits, t).map(|x| (x, true)),
+                None => None,
+            };
+            match timed {
+                Some((x, other_scheme)) => {
                     add(s.name(), x);
                     // Measured with per-token scales; another scheme quantizes differently.
-                    if !sp.is_float() && sp.scheme != Scheme::Token {
+                    if !sp.is_float() && other_scheme {
                         let d = self.cost("quantize", scheme_name(sp.scheme), sp.bits, k, 1, t)?
                             - self.cost("quantize", "token", sp.bits, k, 1, t)?;
                         add("quantize", d);

@@ -46,8 +46,11 @@ pub struct Settings {
     pub rotate_layers: usize,
     /// `block` records run this many layers (time stored per layer).
     pub block_layers: usize,
-    /// Decode steps timed per point by the in-forward runs (`forward.*` records; 0 = none).
+    /// Decode steps timed per point by the in-forward runs (`forward.*` records; 0 = none
+    /// of those runs at all).
     pub forward_steps: usize,
+    /// Prefills timed per size by the in-forward runs (0 = decode points only).
+    pub forward_prefills: usize,
 }
 
 impl Settings {
@@ -72,6 +75,7 @@ impl Settings {
             rotate_layers: if quick { 4 } else { usize::MAX },
             block_layers: if quick { 2 } else { 6 },
             forward_steps: if quick { 3 } else { 7 },
+            forward_prefills: in_forward::prefill_samples(quick),
         }
     }
 }
@@ -151,7 +155,7 @@ pub fn cases(s: &Settings, shapes: &ModelShapes) -> Vec<RecordKey> {
                     out.insert(key("lm_head", v.name(), v.activation_bits(), m, 0, shapes.d_model, t));
                 }
             }
-            for (scheme, bits) in [("token", 8u8), ("token", 4), ("tensor", 8), ("tensor", 4)] {
+            for (scheme, bits) in [("token", 8u8), ("token", 4), ("tensor", 8), ("tensor", 4), ("group", 8), ("group", 4)] {
                 for k in [shapes.d_model, shapes.d_ff] {
                     out.insert(key("quantize", scheme, bits, m, 0, k, t));
                 }
@@ -419,10 +423,11 @@ pub fn run(
     let groups: Vec<(in_forward::Group, Vec<RecordKey>)> = if s.forward_steps == 0 {
         Vec::new()
     } else {
-        in_forward::groups(&s.threads, &s.attention)
+        let tokens = if s.forward_prefills == 0 { vec![1] } else { s.tokens.clone() };
+        in_forward::groups(&s.threads, &tokens, &s.attention)
             .into_iter()
             .map(|g| {
-                let k = g.keys(&shapes, &s.kv_lengths, &q4_head);
+                let k = g.keys(&shapes, &tokens, &s.kv_lengths, &q4_head);
                 (g, k)
             })
             .collect()
@@ -460,7 +465,7 @@ pub fn run(
                 counters.insert(name.name().to_string(), v as f64 / runs as f64 / per);
             }
         }
-        let rec = record(&k, isa, n, kk, &sum, counters);
+        let rec = record(k, isa, n, kk, &sum, counters);
         stream(jsonl.as_deref_mut(), &device.slug, &sha, &rec)?;
         profile.records.push(rec);
         new_records += 1;
@@ -485,13 +490,22 @@ pub fn run(
             Some(m) => m,
             None => models.insert(in_forward::Models::open(&s.model)?),
         };
-        let warmup = if s.quick { 1 } else { 2 };
-        let got = in_forward::measure_group(models, g, &s.kv_lengths, &q4_head, s.forward_steps, warmup, s.rules.clock, pools.get(g.threads()))?;
+        let n = in_forward::Samples {
+            steps: s.forward_steps,
+            warmup: if s.quick { 1 } else { 2 },
+            prefills: s.forward_prefills,
+            prefill_budget_s: in_forward::prefill_budget_s(s.quick),
+        };
+        let got = in_forward::measure_group(models, g, &s.tokens, &s.kv_lengths, &q4_head, n, s.rules.clock, pools.get(g.threads()))?;
         for (k, samples) in got {
             if done.contains(&k) {
                 continue;
             }
-            let base = RecordKey { op: k.op.trim_start_matches(in_forward::PREFIX).to_string(), ..k.clone() };
+            let base = RecordKey {
+                op: k.op.trim_start_matches(in_forward::PREFIX).to_string(),
+                variant: in_forward::kernel_of(&k.variant).to_string(),
+                ..k.clone()
+            };
             let (isa, n, kk) = bench.describe(&base);
             let sum = Summary::of(&samples).expect("at least one sample");
             let rec = record(&k, isa, n, kk, &sum, Default::default());

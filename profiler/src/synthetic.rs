@@ -38,7 +38,7 @@ pub fn smollm2_shapes() -> ModelShapes {
 }
 
 /// A measured-kind profile whose every record's median is `cost(key)`: linear ops for every
-/// variant, `quantize` (token/tensor, 8/4 bits, k = d_model and d_ff), every attention
+/// variant, `quantize` (token/tensor/group, 8/4 bits, k = d_model and d_ff), every attention
 /// variant at prefill (`m = kv` for `m` in `ms`) and decode (`m = 1`, `kv` in `kvs`), and the
 /// float ops, at each thread count.
 pub fn synthetic_profile(
@@ -65,7 +65,7 @@ pub fn synthetic_profile(
                     keys.push(key(op, v, variant_bits(v), m, 0, shapes.linear_shape(op).map_or(0, |s| s.1), t));
                 }
             }
-            for scheme in ["token", "tensor"] {
+            for scheme in ["token", "tensor", "group"] {
                 for bits in [8u8, 4] {
                     for k in [shapes.d_model, shapes.d_ff] {
                         keys.push(key("quantize", scheme, bits, m, 0, k, t));
@@ -145,5 +145,26 @@ pub fn synthetic_profile(
             .collect(),
         spec: None,
         records,
+    }
+}
+
+/// A `forward.<op>` record (timed inside the forward pass) with median `s`, for tests.
+pub fn forward_record(op: &str, variant: &str, bits: u8, m: usize, kv: usize, threads: usize, s: f64) -> Record {
+    Record {
+        op: format!("{}{op}", crate::in_forward::PREFIX),
+        variant: variant.into(),
+        isa: "synthetic".into(),
+        bits,
+        m,
+        kv,
+        n: 0,
+        k: 0,
+        threads,
+        median_s: s,
+        p10_s: s,
+        p90_s: s,
+        samples: 1,
+        cv: 0.0,
+        counters: BTreeMap::new(),
     }
 }

@@ -243,6 +243,7 @@ impl Workbench {
                 let q = match key.variant.as_str() {
                     "token" => ActQuantizer::PerToken { bits: key.bits, clip: runtime::quant::clip::default_clip(key.bits) },
                     "tensor" => ActQuantizer::PerTensor(trip::search(&x, m, k, key.bits, 3)),
+                    "group" => ActQuantizer::PerBlock { bits: key.bits },
                     v => return Err(Self::op_err(key, format!("unknown scheme `{v}`"))),
                 };
                 Ok(Box::new(move || {

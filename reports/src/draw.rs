@@ -163,6 +163,46 @@ pub fn legend_bar<'a, DB: DrawingBackend + 'a, X: Ranged<ValueType = f64>, Y: Ra
     Ok(())
 }
 
+/// The series legend box every figure draws the same way (only its corner differs).
+pub fn series_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK.mix(0.5))
+        .label_font(font(SMALL))
+        .draw()
+        .map_err(e)
+}
+
+/// Axes with readable numbers and light grid lines, for linear and log axes alike.
+pub fn numeric_mesh<'a, DB, X, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    x_desc: &str,
+    y_desc: &str,
+    grid: RGBColor,
+) -> Result<(), String>
+where
+    DB: DrawingBackend + 'a,
+    X: Ranged<ValueType = f64> + plotters::coord::ranged1d::ValueFormatter<f64>,
+    Y: Ranged<ValueType = f64> + plotters::coord::ranged1d::ValueFormatter<f64>,
+{
+    chart
+        .configure_mesh()
+        .x_label_formatter(&|v| num(*v))
+        .y_label_formatter(&|v| num(*v))
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style(font(TICK))
+        .axis_desc_style(font(LABEL))
+        .light_line_style(grid)
+        .draw()
+        .map_err(e)
+}
+
 /// A seconds value in a readable unit for labels.
 pub fn secs(s: f64) -> String {
     if !s.is_finite() {

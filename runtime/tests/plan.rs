@@ -268,3 +268,85 @@ fn load_files_and_presets() {
     let e = Plan::load(path.to_str().unwrap(), 5).unwrap_err().to_string();
     assert!(e.contains("p.toml") && e.contains("n_layer"), "{e}");
 }
+
+#[test]
+fn group_scheme_parses_and_resolves_to_block_scaled_kernels() {
+    let p = parse(
+        "schema = 1\n[defaults.down]\nbits = 8\nscheme = \"group\"\n[defaults.o]\nbits = 4\nscheme = \"group\"\n[defaults.gate_up]\nbits = 4\nscheme = \"group\"\nvariant = \"w4a4-widen\"\n",
+        2,
+    )
+    .unwrap();
+    assert_eq!(p.layers[1].down.scheme, Scheme::Group);
+    assert_eq!(p.layers[1].down.resolve_variant(p.weights), Variant::W4A8);
+    // `auto` at 4 bits is the block-scaled w4a4-widen on every CPU (not the packed multiplier).
+    assert_eq!(p.layers[0].o.resolve_variant(p.weights), Variant::W4A4Widen);
+    assert_eq!(p.layers[0].gate_up.resolve_variant(p.weights), Variant::W4A4Widen);
+    assert!(!p.needs_calibration());
+    assert_eq!(Scheme::Group.name(), "group");
+    // Low-bit rows of a group site keep block scales: `auto` picks w4a4-widen.
+    let p = parse("schema = 1\n[defaults]\nlow_bit = 0.3\n[defaults.o]\nbits = 8\nscheme = \"group\"\n", 2).unwrap();
+    assert_eq!(p.layers[0].resolve_low_bit_variant(p.weights), Variant::W4A4Widen);
+    // A float site ignores the scheme (as with "tensor").
+    parse("schema = 1\n[defaults.down]\nscheme = \"group\"\n", 2).unwrap();
+}
+
+#[test]
+fn group_scheme_errors_name_the_key() {
+    for v in ["w4a4-packed", "w4a4-lut"] {
+        let e = err(&format!("schema = 1\n[defaults.down]\nbits = 4\nscheme = \"group\"\nvariant = \"{v}\"\n"), 2, "defaults.down.variant");
+        assert!(e.contains("group") && e.contains(v) && e.contains("defaults.down.scheme"), "{e}");
+    }
+    // The scheme set on another line than the variant: both keys in the message.
+    let e = err(
+        "schema = 1\n[defaults.o]\nbits = 4\nvariant = \"w4a4-packed\"\n[[layers]]\nindex = 1\n[layers.o]\nscheme = \"group\"\n",
+        2,
+        "defaults.o.variant",
+    );
+    assert!(e.contains("layers[0].o.scheme") && e.contains("layer 1"), "{e}");
+    // Attention sites quantize per head and token.
+    let e = err("schema = 1\n[defaults.qk]\nbits = 8\nscheme = \"group\"\n", 2, "defaults.qk.scheme");
+    assert!(e.contains("\"group\""), "{e}");
+    err("schema = 1\n[defaults.pv]\nbits = 8\nscheme = \"group\"\n", 2, "defaults.pv.scheme");
+    // INT4 low-bit rows of a group site need a block-scaled kernel.
+    let e = err(
+        "schema = 1\n[defaults]\nlow_bit = 0.2\nlow_bit_variant = \"w4a4-lut\"\n[defaults.gate_up]\nbits = 8\nscheme = \"group\"\n",
+        2,
+        "defaults.low_bit_variant",
+    );
+    assert!(e.contains("gate_up") && e.contains("group"), "{e}");
+    // With f16 weights integer sites are refused before the scheme matters.
+    err("schema = 1\nweights = \"f16\"\n[defaults.down]\nbits = 8\nscheme = \"group\"\n", 2, "defaults.down.bits");
+    err("schema = 1\n[defaults.down]\nscheme = \"groups\"\n", 2, "scheme");
+}
+
+#[test]
+fn group_presets_differ_from_theirs_only_in_the_linear_scheme() {
+    let n = 30;
+    for (g, base) in [("w4a8-g32", "w4a8"), ("agile8-g32", "agile8"), ("agile4-g32", "agile4")] {
+        let pg = presets::preset(g, n).unwrap();
+        let mut pb = presets::preset(base, n).unwrap();
+        for l in &mut pb.layers {
+            for s in Site::LINEAR {
+                if !l.site(s).is_float() {
+                    l.site_mut(s).scheme = Scheme::Group;
+                }
+            }
+            assert!(l.qk.scheme == Scheme::Token && l.pv.scheme == Scheme::Token);
+        }
+        if g == "agile4-g32" {
+            let last = pg.layers[n - 1].low_bit;
+            assert_eq!(last, presets::AGILE4_G32_LOW_BIT_MAX);
+            for (a, b) in pb.layers.iter_mut().zip(&pg.layers) {
+                a.low_bit = b.low_bit;
+            }
+            assert!(pg.layers.windows(2).all(|w| w[0].low_bit <= w[1].low_bit));
+        }
+        assert_eq!(pg.layers, pb.layers, "{g}");
+        assert!(pg.layers.iter().all(|l| l.down.scheme == Scheme::Group && l.down.bits == 8));
+        assert_eq!(pg.lm_head.bits, 16);
+    }
+    // The paper presets keep the per-token scheme.
+    for base in ["w4a8", "agile8", "agile4"] {
+        assert!(presets::preset(base, n).unwrap().layers.iter().all(|l| l.o.scheme == Scheme::Token));
+    }
+}

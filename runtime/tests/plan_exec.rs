@@ -7,7 +7,7 @@ use runtime::gguf::synthetic::{tiny_config, tiny_llama};
 use runtime::gguf::{GgmlType, Gguf};
 use runtime::model::{llama, FloatHooks, Hooks, KvCache, LoadOptions, Logits, Model, State};
 use runtime::plan::exec::{PlanHooks, Prunable};
-use runtime::plan::{presets, Plan, SoftmaxMode, WeightFormat};
+use runtime::plan::{presets, Plan, Scheme, Site, SitePlan, SoftmaxMode, VariantChoice, WeightFormat};
 use runtime::prune::PruneState;
 
 struct Fixture {
@@ -47,7 +47,8 @@ fn t(g: &Gguf, name: &str) -> Vec<f32> {
 
 /// Symmetric fake quantization of one row, as the per-token quantizer: scale `amax / qmax`
 /// at 8 bits; at 4 bits `r · amax / 7` with the clipping ratio `r` (1, 0.975, ..., 0.3,
-/// stopping after 3 non-improving ratios) of least squared error.
+/// stopping after 3 non-improving ratios) of least squared error (estimated on rows of 128
+/// or more values, as `clip::mse_scale`).
 fn fq(row: &mut [f32], bits: u8) {
     if bits == 16 {
         return;
@@ -56,7 +57,21 @@ fn fq(row: &mut [f32], bits: u8) {
     let amax = row.iter().fold(0f32, |a, v| a.max(v.abs()));
     let mut s = amax / qmax;
     if bits == 4 && amax > 0.0 {
-        let err = |s: f32| row.iter().map(|&v| ((v - (v * (1.0 / s)).clamp(-qmax, qmax).round() * s) as f64).powi(2)).sum::<f64>();
+        // Long rows: values that no ratio clips (<= 0.3 amax) enter by every STRIDE-th
+        // position, weighted STRIDE.
+        use runtime::quant::clip::{SAMPLE_MIN_K, SAMPLE_STRIDE};
+        let w = |i: usize, v: f32| {
+            if row.len() < SAMPLE_MIN_K || v.abs() > 0.3 * amax {
+                1.0
+            } else if i % SAMPLE_STRIDE == 0 {
+                SAMPLE_STRIDE as f64
+            } else {
+                0.0
+            }
+        };
+        let err = |s: f32| {
+            row.iter().enumerate().map(|(i, &v)| w(i, v) * ((v - (v * (1.0 / s)).clamp(-qmax, qmax).round() * s) as f64).powi(2)).sum::<f64>()
+        };
         let (mut best, mut since) = (err(s), 0);
         for i in 1..29 {
             let si = (1.0 - 0.025 * i as f32) * amax / qmax;
@@ -73,6 +88,21 @@ fn fq(row: &mut [f32], bits: u8) {
     }
     let inv = if s > 0.0 { 1.0 / s } else { 0.0 };
     row.iter_mut().for_each(|v| *v = (*v * inv).round().clamp(-qmax, qmax) * s);
+}
+
+/// A linear site's fake quantization at `bits` (its own bits, or 4 for a low-bit row): the
+/// group scheme gives every 32-input block its own `amax / qmax` (no clipping), the others
+/// are per-token as [`fq`].
+fn fq_site(row: &mut [f32], sp: &SitePlan, bits: u8) {
+    if sp.scheme != Scheme::Group || bits == 16 {
+        return fq(row, bits);
+    }
+    let qmax = ((1 << (bits - 1)) - 1) as f32;
+    for b in row.chunks_mut(32) {
+        let s = b.iter().fold(0f32, |a, v| a.max(v.abs())) / qmax;
+        let inv = if s > 0.0 { 1.0 / s } else { 0.0 };
+        b.iter_mut().for_each(|v| *v = (*v * inv).round().clamp(-qmax, qmax) * s);
+    }
 }
 
 fn rms(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
@@ -121,7 +151,7 @@ fn reference(g: &Gguf, m: &Model, plan: &Plan, toks: &[u32], prunable: std::ops:
         let mut vs = Vec::new();
         for (r, xr) in x.iter().enumerate() {
             let mut xn = rms(xr, &w("attn_norm"), c.rms_eps);
-            fq(&mut xn, lp.qkv.bits);
+            fq_site(&mut xn, &lp.qkv, lp.qkv.bits);
             let y = mv(&xn, &wqkv, qd + 2 * kvd);
             let (mut q, mut k) = (y[..qd].to_vec(), y[qd..qd + kvd].to_vec());
             rope(&mut q, pos[r], hd, c.rope_base);
@@ -158,9 +188,10 @@ fn reference(g: &Gguf, m: &Model, plan: &Plan, toks: &[u32], prunable: std::ops:
                 s.iter_mut().for_each(|v| *v /= sum);
                 sink[r] += s[0];
                 if lp.softmax == SoftmaxMode::Log2x4 {
-                    // 4-bit log2 codes, renormalized to sum 1.
+                    // 4-bit log2 codes of p / p_max (the max is code 0), renormalized to sum 1.
+                    let pmax = s.iter().copied().fold(0f32, f32::max);
                     for p in s.iter_mut() {
-                        let e = -(*p as f64).log2();
+                        let e = -((*p / pmax) as f64).log2();
                         *p = if e >= 16.0 { 0.0 } else { (-(e.round().min(15.0))).exp2() as f32 };
                     }
                     let t: f32 = s.iter().sum();
@@ -200,7 +231,7 @@ fn reference(g: &Gguf, m: &Model, plan: &Plan, toks: &[u32], prunable: std::ops:
         }
         for r in 0..x.len() {
             let bits = if low_before.get(r) == Some(&true) && lp.low_bit > 0.0 && lp.o.bits == 8 { 4 } else { lp.o.bits };
-            fq(&mut attn_out[r], bits);
+            fq_site(&mut attn_out[r], &lp.o, bits);
             let y = mv(&attn_out[r], &wo, d);
             x[r].iter_mut().zip(&y).for_each(|(a, b)| *a += b);
         }
@@ -216,10 +247,10 @@ fn reference(g: &Gguf, m: &Model, plan: &Plan, toks: &[u32], prunable: std::ops:
         for (r, xr) in x.iter_mut().enumerate() {
             let lowbits = |b: u8| if low[r] && b == 8 && lp.low_bit > 0.0 { 4 } else { b };
             let mut xn = rms(xr, &w("ffn_norm"), c.rms_eps);
-            fq(&mut xn, lowbits(lp.gate_up.bits));
+            fq_site(&mut xn, &lp.gate_up, lowbits(lp.gate_up.bits));
             let gu = mv(&xn, &wgu, 2 * ff);
             let mut h: Vec<f32> = (0..ff).map(|i| gu[i] / (1.0 + (-gu[i]).exp()) * gu[ff + i]).collect();
-            fq(&mut h, lowbits(lp.down.bits));
+            fq_site(&mut h, &lp.down, lowbits(lp.down.bits));
             let y = mv(&h, &wd, d);
             xr.iter_mut().zip(&y).for_each(|(a, b)| *a += b);
         }
@@ -256,8 +287,36 @@ fn presets_match_the_reference() {
     let toks = tokens(24, 320);
     let float = run(&f, &toks, &FloatHooks, Logits::All).1;
     // agile presets run with and without their log2 softmax (each path of P·V checked).
-    for (name, log2) in [("w4a16", false), ("w4a8", false), ("w4a4", false), ("agile8", false), ("agile8", true), ("agile4", false), ("agile4", true)] {
-        let mut plan = presets::preset(name, 4).unwrap();
+    let presets = [
+        ("w4a16", false),
+        ("w4a8", false),
+        ("w4a4", false),
+        ("agile8", false),
+        ("agile8", true),
+        ("agile4", false),
+        ("agile4", true),
+        ("w4a8-g32", false),
+        ("w4a4-g32", false),
+        ("agile8-g32", true),
+        ("agile4-g32", false),
+        ("agile4-g32", true),
+        ("agile4-packed", false),
+    ];
+    for (name, log2) in presets {
+        // Not presets: w4a4 with every linear site grouped, and agile4 with its INT4 rows
+        // through the packed kernel (the two-call path; w4a4-widen rows share the INT8 call).
+        let mut plan = presets::preset(name, 4).unwrap_or_else(|| match name {
+            "w4a4-g32" => {
+                let mut p = presets::preset("w4a4", 4).unwrap();
+                p.layers.iter_mut().for_each(|l| Site::LINEAR.iter().for_each(|&s| l.site_mut(s).scheme = Scheme::Group));
+                p
+            }
+            _ => {
+                let mut p = presets::preset("agile4", 4).unwrap();
+                p.layers.iter_mut().for_each(|l| l.low_bit_variant = VariantChoice::Fixed(kernels::Variant::W4A4Packed));
+                p
+            }
+        });
         if name.starts_with("agile") {
             // Prune harder than the preset so that 24 tokens lose some.
             for l in &mut plan.layers[1..] {

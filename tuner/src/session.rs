@@ -14,7 +14,7 @@ use kernels::Variant;
 use runtime::gguf::TensorSource;
 use runtime::model::Model;
 use runtime::plan::exec::Prunable;
-use runtime::plan::{Plan, TunerInfo, WeightFormat};
+use runtime::plan::{Plan, Scheme, TunerInfo, WeightFormat};
 use std::path::PathBuf;
 
 /// How much text and effort the session spends.
@@ -36,6 +36,9 @@ pub struct Settings {
     /// parts by more than this factor.
     pub interaction_tolerance: f64,
     pub granularity: Granularity,
+    /// Scheme of every integer activation site the search sets: `Token` (the paper's
+    /// per-token scale) or `Group` (per token and 32-input block).
+    pub scheme: Scheme,
 }
 
 impl Default for Settings {
@@ -51,6 +54,7 @@ impl Default for Settings {
             resolution: 2000,
             interaction_tolerance: 1.1,
             granularity: Granularity::Layer,
+            scheme: Scheme::Token,
         }
     }
 }
@@ -226,9 +230,9 @@ impl<'a> Session<'a> {
                 let mut fastest = [[(Variant::W4A16, f64::INFINITY); 3]; 4];
                 for (si, site) in SiteName::ALL.into_iter().enumerate() {
                     for (bi, bits) in [16u8, 8, 4].into_iter().enumerate() {
-                        for v in variants_for(bits) {
+                        for v in variants_for(bits, self.settings.scheme) {
                             let mut p = base.clone();
-                            Change::Site { layer, site, bits, variant: v }.apply(&mut p);
+                            Change::Site { layer, site, bits, scheme: self.settings.scheme, variant: v }.apply(&mut p);
                             match self.obj(&p) {
                                 Ok(t) if t < fastest[si][bi].1 => fastest[si][bi] = (v, t),
                                 Ok(_) => {}
@@ -248,7 +252,7 @@ impl<'a> Session<'a> {
                     if vs.iter().any(|v| !v.1.is_finite()) {
                         continue;
                     }
-                    let c = Change::Layer { layer, bits, variants: [vs[0].0, vs[1].0, vs[2].0, vs[3].0] };
+                    let c = Change::Layer { layer, bits, scheme: self.settings.scheme, variants: [vs[0].0, vs[1].0, vs[2].0, vs[3].0] };
                     let mut p = base.clone();
                     c.apply(&mut p);
                     let t = self.obj(&p)?;
@@ -272,12 +276,12 @@ impl<'a> Session<'a> {
                 let mut best: Vec<(u8, Variant, f64)> = Vec::new();
                 for bits in [16u8, 8, 4] {
                     let mut b: Option<(Variant, f64)> = None;
-                    for v in variants_for(bits) {
+                    for v in variants_for(bits, self.settings.scheme) {
                         if bits == 16 && v == Variant::W4A16 {
                             continue;
                         }
                         let mut p = base.clone();
-                        Change::Site { layer, site, bits, variant: v }.apply(&mut p);
+                        Change::Site { layer, site, bits, scheme: self.settings.scheme, variant: v }.apply(&mut p);
                         match self.obj(&p) {
                             Ok(t) if b.is_none_or(|(_, bt)| t < bt) => b = Some((v, t)),
                             Ok(_) => {}
@@ -292,7 +296,7 @@ impl<'a> Session<'a> {
                 let mut fastest_more_bits = l0;
                 for (bits, variant, t) in best {
                     if t < fastest_more_bits - 1e-12 {
-                        options.push(Change::Site { layer, site, bits, variant });
+                        options.push(Change::Site { layer, site, bits, scheme: self.settings.scheme, variant });
                     }
                     fastest_more_bits = fastest_more_bits.min(t);
                 }

@@ -1,8 +1,9 @@
 //! The search space: changes to the `w4a16` plan that the runtime can execute, and the
 //! quality units whose sensitivity is measured.
 //!
-//! Per layer and linear site the activation bits (16 / 8 / 4, dynamic per-token) and, for
-//! the bits, the kernel the latency model says is fastest; per layer INT8 attention with
+//! Per layer and linear site the activation bits (16 / 8 / 4, dynamic: per token, or per
+//! token and 32-input block with `Scheme::Group`, one scheme per tuning run) and, for the
+//! bits, the kernel the latency model says is fastest; per layer INT8 attention with
 //! log2 probabilities; and one prune schedule for the whole model (the paper's progressive
 //! form: from layer `start` every layer drops `gamma` of its tokens so that `beta` are gone
 //! at the end). A kernel variant changes speed, not results (the integer kernels are exact;
@@ -16,9 +17,21 @@ use serde::{Deserialize, Serialize};
 /// A quality unit: one change whose KL divergence against the baseline is measured alone.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Unit {
-    Site { layer: usize, site: SiteName, bits: u8 },
+    Site {
+        layer: usize,
+        site: SiteName,
+        bits: u8,
+        /// Integer activation scheme (`token` or `group`); caches from before it read as `token`.
+        #[serde(default)]
+        scheme: Scheme,
+    },
     /// All four linear sites of a layer at once, bits per `[qkv, o, gate_up, down]`.
-    Layer { layer: usize, bits: [u8; 4] },
+    Layer {
+        layer: usize,
+        bits: [u8; 4],
+        #[serde(default)]
+        scheme: Scheme,
+    },
     Attn { layer: usize },
     Prune(PruneSchedule),
 }
@@ -83,11 +96,12 @@ impl PruneSchedule {
 }
 
 impl Unit {
-    /// Stable key for caches and reports: `l12.qkv.a8`, `l3.attn8`, `prune.s15.b0.3`.
+    /// Stable key for caches and reports: `l12.qkv.a8`, `l12.qkv.a8g` (group scheme),
+    /// `l3.attn8`, `prune.s15.b0.3`.
     pub fn key(&self) -> String {
         match self {
-            Unit::Site { layer, site, bits } => format!("l{layer}.{}.a{bits}", site.name()),
-            Unit::Layer { layer, bits: [a, b, c, d] } => format!("l{layer}.a{a}-{b}-{c}-{d}"),
+            Unit::Site { layer, site, bits, scheme } => format!("l{layer}.{}.a{bits}{}", site.name(), scheme_suffix(*scheme)),
+            Unit::Layer { layer, bits: [a, b, c, d], scheme } => format!("l{layer}.a{a}-{b}-{c}-{d}{}", scheme_suffix(*scheme)),
             Unit::Attn { layer } => format!("l{layer}.attn8"),
             Unit::Prune(p) => format!("prune.s{}.b{}", p.start, p.beta),
         }
@@ -104,15 +118,12 @@ impl Unit {
     /// Applies the unit with the runtime's default kernel for its bits.
     pub fn apply(&self, plan: &mut Plan) {
         match *self {
-            Unit::Site { layer, site, bits } => {
-                *plan.layers[layer].site_mut(site.site()) = SitePlan::int(bits, Scheme::Token);
-                if bits == 16 {
-                    *plan.layers[layer].site_mut(site.site()) = SitePlan::FLOAT;
-                }
+            Unit::Site { layer, site, bits, scheme } => {
+                *plan.layers[layer].site_mut(site.site()) = if bits == 16 { SitePlan::FLOAT } else { SitePlan::int(bits, scheme) };
             }
-            Unit::Layer { layer, bits } => {
+            Unit::Layer { layer, bits, scheme } => {
                 for (site, b) in SiteName::ALL.into_iter().zip(bits) {
-                    *plan.layers[layer].site_mut(site.site()) = if b == 16 { SitePlan::FLOAT } else { SitePlan::int(b, Scheme::Token) };
+                    *plan.layers[layer].site_mut(site.site()) = if b == 16 { SitePlan::FLOAT } else { SitePlan::int(b, scheme) };
                 }
             }
             Unit::Attn { layer } => set_attn8(plan, layer),
@@ -161,10 +172,10 @@ fn set_attn8(plan: &mut Plan, layer: usize) {
 /// One concrete change the search may pick. Changes of different groups commute.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Change {
-    /// Set a linear site's activation bits and kernel.
-    Site { layer: usize, site: SiteName, bits: u8, variant: Variant },
+    /// Set a linear site's activation bits, scheme and kernel.
+    Site { layer: usize, site: SiteName, bits: u8, scheme: Scheme, variant: Variant },
     /// Set all four linear sites of a layer (`[qkv, o, gate_up, down]`).
-    Layer { layer: usize, bits: [u8; 4], variants: [Variant; 4] },
+    Layer { layer: usize, bits: [u8; 4], scheme: Scheme, variants: [Variant; 4] },
     Attn { layer: usize },
     Prune(PruneSchedule),
 }
@@ -172,14 +183,12 @@ pub enum Change {
 impl Change {
     pub fn apply(&self, plan: &mut Plan) {
         match *self {
-            Change::Site { layer, site, bits, variant } => {
-                *plan.layers[layer].site_mut(site.site()) =
-                    SitePlan { bits, scheme: Scheme::Token, variant: VariantChoice::Fixed(variant) };
+            Change::Site { layer, site, bits, scheme, variant } => {
+                *plan.layers[layer].site_mut(site.site()) = site_plan(bits, scheme, variant);
             }
-            Change::Layer { layer, bits, variants } => {
+            Change::Layer { layer, bits, scheme, variants } => {
                 for ((site, b), v) in SiteName::ALL.into_iter().zip(bits).zip(variants) {
-                    *plan.layers[layer].site_mut(site.site()) =
-                        SitePlan { bits: b, scheme: Scheme::Token, variant: VariantChoice::Fixed(v) };
+                    *plan.layers[layer].site_mut(site.site()) = site_plan(b, scheme, v);
                 }
             }
             Change::Attn { layer } => set_attn8(plan, layer),
@@ -192,9 +201,9 @@ impl Change {
     pub fn unit(&self) -> Option<Unit> {
         match *self {
             Change::Site { bits: 16, .. } => None,
-            Change::Site { layer, site, bits, .. } => Some(Unit::Site { layer, site, bits }),
+            Change::Site { layer, site, bits, scheme, .. } => Some(Unit::Site { layer, site, bits, scheme }),
             Change::Layer { bits: [16, 16, 16, 16], .. } => None,
-            Change::Layer { layer, bits, .. } => Some(Unit::Layer { layer, bits }),
+            Change::Layer { layer, bits, scheme, .. } => Some(Unit::Layer { layer, bits, scheme }),
             Change::Attn { layer } => Some(Unit::Attn { layer }),
             Change::Prune(p) => Some(Unit::Prune(p)),
         }
@@ -202,9 +211,16 @@ impl Change {
 
     pub fn label(&self) -> String {
         match *self {
-            Change::Site { layer, site, bits, variant } => format!("l{layer}.{}=a{bits}/{}", site.name(), variant.name()),
-            Change::Layer { layer, bits, variants } => {
-                let v: Vec<String> = SiteName::ALL.iter().zip(bits).zip(variants).map(|((s, b), v)| format!("{}=a{b}/{}", s.name(), v.name())).collect();
+            Change::Site { layer, site, bits, scheme, variant } => {
+                format!("l{layer}.{}=a{bits}{}/{}", site.name(), label_suffix(bits, scheme), variant.name())
+            }
+            Change::Layer { layer, bits, scheme, variants } => {
+                let v: Vec<String> = SiteName::ALL
+                    .iter()
+                    .zip(bits)
+                    .zip(variants)
+                    .map(|((s, b), v)| format!("{}=a{b}{}/{}", s.name(), label_suffix(b, scheme), v.name()))
+                    .collect();
                 format!("l{layer}.{}", v.join(","))
             }
             Change::Attn { layer } => format!("l{layer}.attn=int8+log2"),
@@ -213,17 +229,49 @@ impl Change {
     }
 }
 
-/// Kernel variants that take `bits`-bit activations with 4-bit weights and run on this CPU
-/// (`f16` is included for float sites: the model's Q4_1 weights dequantized to f16, exact up
-/// to f16 rounding). Variants for other weight formats (`w8a16`: Q8_0 matrices) are not
-/// candidates: they would requantize the weights.
-pub fn variants_for(bits: u8) -> Vec<Variant> {
+/// Kernel variants that take `bits`-bit activations of `scheme` with 4-bit weights and run on
+/// this CPU (`f16` is included for float sites: the model's Q4_1 weights dequantized to f16,
+/// exact up to f16 rounding). Variants for other weight formats (`w8a16`: Q8_0 matrices) are
+/// not candidates: they would requantize the weights.
+pub fn variants_for(bits: u8, scheme: Scheme) -> Vec<Variant> {
     let mut v: Vec<Variant> = kernels::available()
         .into_iter()
         .map(|(v, _)| v)
         .filter(|v| v.activation_bits() == bits && (v.name().starts_with("w4a") || *v == Variant::F16))
+        .filter(|v| bits == 16 || scheme.runs_on(*v))
         .collect();
     v.sort_by_key(|x| x.name());
     v.dedup();
     v
+}
+
+/// A float site ignores the scheme; integer sites take the tuning run's scheme.
+fn site_plan(bits: u8, scheme: Scheme, variant: Variant) -> SitePlan {
+    let scheme = if bits == 16 { Scheme::Token } else { scheme };
+    SitePlan { bits, scheme, variant: VariantChoice::Fixed(variant) }
+}
+
+fn scheme_suffix(scheme: Scheme) -> &'static str {
+    match scheme {
+        Scheme::Group => "g",
+        Scheme::Token | Scheme::Tensor => "",
+    }
+}
+
+fn label_suffix(bits: u8, scheme: Scheme) -> &'static str {
+    if bits == 16 {
+        ""
+    } else {
+        scheme_suffix(scheme)
+    }
+}
+
+/// `--scheme`: the dynamic schemes the search may set (`tensor` needs calibration statistics
+/// the tuner does not produce).
+pub fn parse_scheme(s: &str) -> Result<Scheme, String> {
+    match s {
+        "token" => Ok(Scheme::Token),
+        "group" => Ok(Scheme::Group),
+        _ => Err(format!("--scheme `{s}`: expected token or group")),
+    }
 }

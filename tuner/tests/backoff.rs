@@ -3,7 +3,7 @@
 //! (ending at the search's optimum for its last budget), and fall back to the base plan when
 //! nothing fits.
 
-use runtime::plan::Plan;
+use runtime::plan::{Plan, Scheme};
 use tuner::backoff::{back_off, Evaluator, Measured};
 use tuner::search::{solve, Candidate, Group, Scenario};
 use tuner::space::{Change, SiteName};
@@ -31,7 +31,7 @@ fn picks(kl: &[f64], saved: &[f64]) -> Vec<Candidate> {
         .zip(saved)
         .enumerate()
         .map(|(layer, (&kl, &saved_s))| Candidate {
-            change: Change::Site { layer, site: SiteName::Down, bits: 8, variant: kernels::Variant::W4A8 },
+            change: Change::Site { layer, site: SiteName::Down, bits: 8, scheme: Scheme::Token, variant: kernels::Variant::W4A8 },
             kl,
             saved_s,
         })

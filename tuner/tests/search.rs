@@ -3,10 +3,11 @@
 
 use proptest::prelude::*;
 use tuner::search::{solve, Candidate, Group, Scenario};
+use runtime::plan::Scheme;
 use tuner::space::{Change, PruneSchedule, SiteName};
 
 fn site(layer: usize, bits: u8) -> Change {
-    Change::Site { layer, site: SiteName::Down, bits, variant: if bits == 8 { kernels::Variant::W4A8 } else { kernels::Variant::W4A4Packed } }
+    Change::Site { layer, site: SiteName::Down, bits, scheme: Scheme::Token, variant: if bits == 8 { kernels::Variant::W4A8 } else { kernels::Variant::W4A4Packed } }
 }
 
 fn cand(change: Change, kl: f64, saved_s: f64) -> Candidate {
@@ -51,7 +52,7 @@ fn prefers_a_prune_scenario_when_it_is_faster() {
 
 #[test]
 fn zero_budget_takes_only_free_changes() {
-    let free = Change::Site { layer: 0, site: SiteName::Qkv, bits: 16, variant: kernels::Variant::F16 };
+    let free = Change::Site { layer: 0, site: SiteName::Qkv, bits: 16, scheme: Scheme::Token, variant: kernels::Variant::F16 };
     let groups = vec![
         Group { label: "l0.qkv".into(), options: vec![cand(free, 0.0, 0.5), cand(site(0, 8), 1e-6, 2.0)] },
         Group { label: "l1".into(), options: vec![cand(site(1, 8), 1e-9, 2.0)] },

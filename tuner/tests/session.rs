@@ -6,7 +6,7 @@ use kernels::Variant;
 use runtime::gguf::synthetic::{tiny_config, tiny_llama};
 use runtime::gguf::{GgmlType, Gguf};
 use runtime::model::{llama, LoadOptions, Model};
-use runtime::plan::{Plan, Site, WeightFormat};
+use runtime::plan::{Plan, Scheme, Site, WeightFormat};
 use tuner::latency::{Latency, LatencyModel};
 use tuner::search::Candidate;
 use tuner::sensitivity::{Calibrator, Job};
@@ -85,7 +85,7 @@ fn replaying_early_layers_gives_the_full_runs_result() {
     let chunks: Vec<Vec<u32>> = vec![f.tokens[..64].to_vec(), f.tokens[100..164].to_vec()];
     let cal = Calibrator { model: &f.model, src: &f.gguf, chunks };
     let mut plan = runtime::plan::presets::preset("w4a16", 4).unwrap();
-    Unit::Site { layer: 2, site: SiteName::GateUp, bits: 8 }.apply(&mut plan);
+    Unit::Site { layer: 2, site: SiteName::GateUp, bits: 8, scheme: Scheme::Token }.apply(&mut plan);
     runtime::plan::presets::preset("w4a16", 4).unwrap();
     let mut pruned = runtime::plan::presets::preset("w4a16", 4).unwrap();
     tuner::space::PruneSchedule { start: 2, beta: 0.3 }.apply(&mut pruned);
@@ -163,4 +163,29 @@ fn tunes_within_budget_reuses_the_cache_and_explains_zero_budgets() {
     assert!(matches!(s3.groups[1].options[2], Change::Layer { layer: 1, bits: [8, 8, 8, 8], .. }));
     let t = s3.tune(Budget::Relative(0.5)).unwrap();
     assert!(t.within && t.heldout.ppl <= t.allowed_ppl);
+}
+
+#[test]
+fn group_scheme_sets_block_scaled_sites_on_kernels_that_take_them() {
+    let f = fixture();
+    let cache = tempfile::tempdir().unwrap();
+    let lat = Fake { prompt: 64 };
+    let grouped = Settings { granularity: Granularity::Site, scheme: Scheme::Group, ..settings() };
+    let mut s =
+        Session::new(grouped, &f.model, None, &f.gguf, &lat, &Quiet, &"ab".repeat(32), "synthetic", &"cd".repeat(32), &f.tokens, cache.path().to_path_buf())
+            .unwrap();
+    let int_options: Vec<&Change> = s.groups.iter().flat_map(|g| &g.options).filter(|c| matches!(c, Change::Site { bits: 4 | 8, .. })).collect();
+    assert!(!int_options.is_empty(), "{:?}", s.groups);
+    for c in &int_options {
+        let Change::Site { scheme, variant, .. } = c else { unreachable!() };
+        assert_eq!(*scheme, Scheme::Group, "{c:?}");
+        assert!(matches!(variant, Variant::W4A8 | Variant::W4A4Widen), "only these kernels take block scales: {c:?}");
+        assert!(c.unit().unwrap().key().ends_with('g'), "{}", c.unit().unwrap().key());
+    }
+    // Measured units are keyed apart from the token scheme's, and the plans they build run.
+    s.ensure_sensitivity().unwrap();
+    let t = s.tune(Budget::Relative(0.5)).unwrap();
+    let plan = s.finish_plan(&t, &"ab".repeat(32), None, None, "test", None);
+    let int_sites: Vec<_> = plan.layers.iter().flat_map(|l| [l.qkv, l.o, l.gate_up, l.down]).filter(|sp| sp.bits < 16).collect();
+    assert!(int_sites.iter().all(|sp| sp.scheme == Scheme::Group), "{int_sites:?}");
 }

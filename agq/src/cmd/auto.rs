@@ -101,6 +101,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let objective = Objective::parse(&args.objective).map_err(|e| anyhow!(e))?;
     tuner::space::Granularity::parse(&args.effort.granularity).map_err(|e| anyhow!(e))?;
+    tuner::space::parse_scheme(&args.effort.scheme).map_err(|e| anyhow!(e))?;
     // 1. The model.
     if !args.model.exists() {
         if args.model != Path::new(DEFAULT_MODEL) {

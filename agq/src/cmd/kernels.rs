@@ -61,6 +61,25 @@ pub enum IsaChoice {
     All,
 }
 
+/// How integer activations are scaled (`QuantizedActivations`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActScales {
+    /// One scale per row (token).
+    Row,
+    /// One scale per row and 32-input block.
+    Block,
+}
+
+impl ActScales {
+    fn name(self) -> &'static str {
+        match self {
+            ActScales::Row => "row",
+            ActScales::Block => "block",
+        }
+    }
+}
+
 #[derive(clap::Args)]
 pub struct Args {
     /// Print one JSON object (records, ceilings, device) instead of the table.
@@ -96,6 +115,11 @@ pub struct Args {
     /// Also run scalar cases above 2^30 multiply-adds (seconds each).
     #[arg(long)]
     no_skip: bool,
+    /// Integer-activation scale layouts to time: `row` (one scale per token, the default) and
+    /// `block` (one per token and 32-input block; only variants that take block scales, i.e.
+    /// w4a8 and w4a4-widen). With both, block records carry their time over the row one.
+    #[arg(long, value_delimiter = ',', value_enum, default_value = "row")]
+    act_scales: Vec<ActScales>,
     /// Seed for the order of cases (default: from the clock; printed in the JSON).
     #[arg(long)]
     seed: Option<u64>,
@@ -114,6 +138,9 @@ pub struct Record {
     pub n: usize,
     pub k: usize,
     pub threads: usize,
+    /// Integer activations' scale layout, `row` or `block`; absent for float variants.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub act_scales: Option<&'static str>,
     pub seconds_median: f64,
     pub seconds_p10: f64,
     pub seconds_p90: f64,
@@ -127,6 +154,10 @@ pub struct Record {
     /// same ISA (or its fastest measured ISA where f16 has no path on this one, e.g. AVX-512):
     /// above 1 means faster than the f16 baseline. Absent when f16 was not run alongside.
     pub ratio_vs_f16: Option<f64>,
+    /// Block records only: this median time / the same case's `row` median time in this run
+    /// (the cost of per-block scales; absent when `row` was not run alongside).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_vs_row: Option<f64>,
     /// Which ceiling `ceiling_share` is relative to: `mem-read` (M = 1: weight bytes / time),
     /// `f32-fma` (float-activation variants), or `int8` (integer-activation variants).
     pub ceiling: &'static str,
@@ -163,6 +194,7 @@ struct Settings {
     threads: Vec<usize>,
     shapes: Vec<Shape>,
     m: Vec<usize>,
+    act_scales: Vec<ActScales>,
     samples: usize,
     case_seconds: f64,
     min_sample_ms: f64,
@@ -188,6 +220,7 @@ enum Item {
 /// A case being measured.
 struct Case {
     pair: usize,
+    scales: ActScales,
     shape: Shape,
     m: usize,
     threads: usize,
@@ -207,6 +240,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let pairs = pairs(&args);
     if pairs.is_empty() {
         bail!("no (variant, ISA) pair selected is available on this CPU");
+    }
+    let runs = |v: Variant| {
+        v.activation_bits() == 16 || settings.act_scales.contains(&ActScales::Row) || v.supports_block_scales()
+    };
+    if !pairs.iter().any(|&(v, _)| runs(v)) {
+        bail!("nothing to time: --act-scales block applies only to w4a8 and w4a4-widen");
     }
 
     eprintln!("agq: calibrating machine ceilings");
@@ -240,7 +279,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             matmuls.insert((pi, shape), mm);
         }
     }
-    let mut inputs: HashMap<(u8, usize, usize), Input> = HashMap::new();
+    let mut inputs: HashMap<(u8, usize, usize, ActScales), Input> = HashMap::new();
     let mut outputs: HashMap<(usize, usize), Vec<f32>> = HashMap::new();
     let mut cases = Vec::new();
     let mut skipped = Vec::new();
@@ -259,13 +298,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     continue;
                 }
                 let bits = variant.activation_bits();
-                inputs.entry((bits, m, shape.k)).or_insert_with(|| input(bits, m, shape.k));
                 outputs.entry((m, shape.n)).or_insert_with(|| vec![0f32; m * shape.n]);
-                for &threads in &settings.threads {
-                    cases.push(Case { pair: pi, shape, m, threads, runs_per_sample: 1, target: 0, times: vec![] });
+                // Float variants have no integer scales; row-only variants run once.
+                let layouts: Vec<ActScales> = if bits == 16 {
+                    vec![ActScales::Row]
+                } else if variant.supports_block_scales() {
+                    settings.act_scales.clone()
+                } else {
+                    settings.act_scales.iter().copied().filter(|&s| s == ActScales::Row).collect()
+                };
+                for scales in layouts {
+                    inputs.entry((bits, m, shape.k, scales)).or_insert_with(|| input(bits, m, shape.k, scales));
+                    for &threads in &settings.threads {
+                        cases.push(Case { pair: pi, scales, shape, m, threads, runs_per_sample: 1, target: 0, times: vec![] });
+                    }
                 }
             }
         }
+    }
+    if cases.is_empty() {
+        bail!("nothing to time: every selected case was skipped");
     }
     if !skipped.is_empty() {
         eprintln!("agq: skipping {} scalar cases above 2^30 multiply-adds (--no-skip runs them)", skipped.len());
@@ -275,7 +327,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let run_case = |c: &Case, outputs: &mut HashMap<(usize, usize), Vec<f32>>, runs: usize| -> f64 {
         let (variant, _) = pairs[c.pair];
         let mm = &matmuls[&(c.pair, c.shape)];
-        let a = inputs[&(variant.activation_bits(), c.m, c.shape.k)].activations(c.m);
+        let a = inputs[&(variant.activation_bits(), c.m, c.shape.k, c.scales)].activations(c.m);
         let y = outputs.get_mut(&(c.m, c.shape.n)).expect("output prepared");
         pools[&c.threads].install(|| {
             let t0 = Instant::now();
@@ -386,7 +438,14 @@ fn settings(args: &Args) -> anyhow::Result<Settings> {
     let mut threads = args.threads.clone();
     threads.sort_unstable();
     threads.dedup();
+    let mut act_scales = args.act_scales.clone();
+    act_scales.sort_unstable();
+    act_scales.dedup();
+    if act_scales.is_empty() {
+        bail!("--act-scales needs `row`, `block` or both");
+    }
     Ok(Settings {
+        act_scales,
         quick: args.quick,
         isa: args.isa,
         threads,
@@ -436,11 +495,13 @@ fn weight_bytes(variant: Variant, s: Shape) -> usize {
 }
 
 fn records(cases: &[Case], pairs: &[(Variant, Isa)], ceilings: &[CeilingRecord]) -> Vec<Record> {
-    let medians: HashMap<(Variant, Isa, Shape, usize, usize), f64> = cases
+    // f16 ratios compare with the row-scaled integer case; block cases also get their own
+    // ratio to f16 and their time over the row case.
+    let medians: HashMap<(Variant, Isa, Shape, usize, usize, ActScales), f64> = cases
         .iter()
         .filter_map(|c| {
             let (v, i) = pairs[c.pair];
-            Some(((v, i, c.shape, c.m, c.threads), Summary::of(&c.times)?.median))
+            Some(((v, i, c.shape, c.m, c.threads, c.scales), Summary::of(&c.times)?.median))
         })
         .collect();
     let mut out: Vec<Record> = cases
@@ -460,13 +521,18 @@ fn records(cases: &[Case], pairs: &[(Variant, Isa)], ceilings: &[CeilingRecord])
                 ("int8", ceil.map(|x| gops / x.int8_gops.median))
             };
             // f16 on the same ISA; where f16 has no such path (AVX-512), the fastest f16 measured.
-            let f16 = medians.get(&(Variant::F16, isa, c.shape, c.m, c.threads)).or_else(|| {
+            let f16 = medians.get(&(Variant::F16, isa, c.shape, c.m, c.threads, ActScales::Row)).or_else(|| {
                 medians
                     .iter()
-                    .filter(|((v, _, sh, m, t), _)| *v == Variant::F16 && *sh == c.shape && *m == c.m && *t == c.threads)
+                    .filter(|((v, _, sh, m, t, _), _)| *v == Variant::F16 && *sh == c.shape && *m == c.m && *t == c.threads)
                     .map(|(_, t)| t)
                     .min_by(|a, b| a.total_cmp(b))
             });
+            let integer = variant.activation_bits() != 16;
+            let time_vs_row = match c.scales {
+                ActScales::Block => medians.get(&(variant, isa, c.shape, c.m, c.threads, ActScales::Row)).map(|row| s.median / row),
+                ActScales::Row => None,
+            };
             Some(Record {
                 variant: variant.to_string(),
                 isa: isa.to_string(),
@@ -474,6 +540,7 @@ fn records(cases: &[Case], pairs: &[(Variant, Isa)], ceilings: &[CeilingRecord])
                 n: c.shape.n,
                 k: c.shape.k,
                 threads: c.threads,
+                act_scales: integer.then(|| c.scales.name()),
                 seconds_median: s.median,
                 seconds_p10: s.p10,
                 seconds_p90: s.p90,
@@ -482,13 +549,16 @@ fn records(cases: &[Case], pairs: &[(Variant, Isa)], ceilings: &[CeilingRecord])
                 runs_per_sample: c.runs_per_sample,
                 gops,
                 ratio_vs_f16: f16.map(|t| t / s.median),
+                time_vs_row,
                 ceiling,
                 ceiling_share: share.filter(|v| v.is_finite()),
                 weight_bytes: wbytes,
             })
         })
         .collect();
-    out.sort_by(|a, b| (a.k, a.n, a.m, a.threads, &a.variant, &a.isa).cmp(&(b.k, b.n, b.m, b.threads, &b.variant, &b.isa)));
+    out.sort_by(|a, b| {
+        (a.k, a.n, a.m, a.threads, &a.variant, &a.isa, a.act_scales).cmp(&(b.k, b.n, b.m, b.threads, &b.variant, &b.isa, b.act_scales))
+    });
     out
 }
 
@@ -525,14 +595,15 @@ fn print_human(device: &DeviceFingerprint, ceilings: &[CeilingRecord], records: 
     }
     println!();
     println!(
-        "{:<12} {:<6} {:>4} {:>6} {:>5} {:>3} {:>10} {:>19} {:>8} {:>6} {:>8} {:<8}",
-        "variant", "isa", "m", "n", "k", "thr", "median ms", "p10-p90 ms", "GOPS", "x f16", "share", "of"
+        "{:<12} {:<6} {:<5} {:>4} {:>6} {:>5} {:>3} {:>10} {:>19} {:>8} {:>6} {:>8} {:<8} {:>6}",
+        "variant", "isa", "act", "m", "n", "k", "thr", "median ms", "p10-p90 ms", "GOPS", "x f16", "share", "of", "/ row"
     );
     for r in records {
         println!(
-            "{:<12} {:<6} {:>4} {:>6} {:>5} {:>3} {:>10} {:>19} {:>8.2} {:>6} {:>8} {:<8}",
+            "{:<12} {:<6} {:<5} {:>4} {:>6} {:>5} {:>3} {:>10} {:>19} {:>8.2} {:>6} {:>8} {:<8} {:>6}",
             r.variant,
             r.isa,
+            r.act_scales.unwrap_or("-"),
             r.m,
             r.n,
             r.k,
@@ -543,10 +614,14 @@ fn print_human(device: &DeviceFingerprint, ceilings: &[CeilingRecord], records: 
             r.ratio_vs_f16.map_or("-".into(), |v| format!("{v:.2}")),
             r.ceiling_share.map_or("-".into(), |v| format!("{:.1}%", v * 100.0)),
             r.ceiling,
+            r.time_vs_row.map_or(String::new(), |v| format!("{v:.3}")),
         );
     }
     if !skipped.is_empty() {
         println!("\nskipped {} scalar cases above 2^30 multiply-adds (--no-skip runs them)", skipped.len());
+    }
+    if records.iter().any(|r| r.time_vs_row.is_some()) {
+        println!("\n/ row = block-scaled median time / row-scaled median time of the same case (>1 is slower).");
     }
     println!("\nx f16 = f16 median time / this median time (same shape, M, threads; f16 on the same ISA, or its fastest one where f16 has no path on this ISA; >1 is faster).");
     println!("share = GOPS / ceiling (f32-fma, int8) or weight bytes per second / read bandwidth (mem-read,");
@@ -601,13 +676,15 @@ impl Input {
     }
 }
 
-/// Activations for `bits` (16 = float), quantized per token for the integer variants.
-fn input(bits: u8, m: usize, k: usize) -> Input {
+/// Activations for `bits` (16 = float), quantized per token (or per token and block) for
+/// the integer variants.
+fn input(bits: u8, m: usize, k: usize, scales: ActScales) -> Input {
     let mut rng = SplitMix(0xac7 ^ ((m as u64) << 32) ^ k as u64);
     let x: Vec<f32> = (0..m * k).map(|_| rng.unit()).collect();
-    match bits {
-        16 => Input::F32(x),
-        b => Input::Int(QuantizedActivations::quantize_per_token(&x, m, k, b)),
+    match (bits, scales) {
+        (16, _) => Input::F32(x),
+        (b, ActScales::Row) => Input::Int(QuantizedActivations::quantize_per_token(&x, m, k, b)),
+        (b, ActScales::Block) => Input::Int(QuantizedActivations::quantize_per_block(&x, m, k, b)),
     }
 }
 
@@ -631,7 +708,7 @@ mod tests {
     fn records_pick_the_right_ceiling_and_baseline() {
         let shape = Shape { k: 64, n: 32 };
         let pairs = [(Variant::F16, Isa::Scalar), (Variant::W4A8, Isa::Scalar), (Variant::W4A16, Isa::Scalar)];
-        let case = |pair, m, t: f64| Case { pair, shape, m, threads: 1, runs_per_sample: 1, target: 1, times: vec![t, t] };
+        let case = |pair, m, t: f64| Case { pair, scales: ActScales::Row, shape, m, threads: 1, runs_per_sample: 1, target: 1, times: vec![t, t] };
         let cases = [case(0, 1, 4e-6), case(1, 1, 2e-6), case(0, 8, 1e-5), case(1, 8, 5e-6), case(2, 8, 2e-5)];
         let ceilings = [CeilingRecord {
             threads: 1,

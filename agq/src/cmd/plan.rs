@@ -1,7 +1,7 @@
 //! `agq plan`: print presets as plan files, and validate plan files against a model.
 
 use anyhow::{Context, Result};
-use runtime::plan::{file, presets, Plan, Scheme, Site, SoftmaxMode};
+use runtime::plan::{file, presets, Plan, Site, SoftmaxMode};
 use std::path::{Path, PathBuf};
 
 /// Layers assumed without `--model` or `--layers` (SmolLM2-135M, the default model).
@@ -103,10 +103,7 @@ fn check(spec: &str, model: Option<&Path>, layers: Option<usize>) -> Result<()> 
             kernels_used.push(l.site(s).resolve_variant(p.weights));
         }
         if l.low_bit > 0.0 {
-            kernels_used.push(match l.low_bit_variant {
-                runtime::plan::VariantChoice::Fixed(v) => v,
-                runtime::plan::VariantChoice::Auto => runtime::plan::auto_variant(4, p.weights),
-            });
+            kernels_used.push(l.resolve_low_bit_variant(p.weights));
         }
     }
     kernels_used.push(p.lm_head.resolve_variant(p.weights));
@@ -151,7 +148,7 @@ fn summarize(spec: &str, p: &Plan, kernels_used: &[kernels::Variant]) {
             let label = if sp.is_float() {
                 "float".to_string()
             } else {
-                format!("int{}-{}", sp.bits, if sp.scheme == Scheme::Token { "token" } else { "tensor" })
+                format!("int{}-{}", sp.bits, sp.scheme.name())
             };
             *counts.entry(label).or_insert(0usize) += 1;
         }

@@ -81,9 +81,15 @@ pub struct Args {
     /// Generated tokens (decode steps) for --validate / --predict.
     #[arg(long, default_value_t = 128)]
     gen: usize,
-    /// Timed repetitions per plan for --validate (median taken).
-    #[arg(long, default_value_t = 3)]
+    /// Timed repetitions per plan for --validate (median taken; the plans run interleaved,
+    /// one round of every plan per repetition, after a warm-up round).
+    #[arg(long, default_value_t = 5)]
     reps: usize,
+    /// --validate: re-measure the in-step records the plans' predictions use (`forward.*`)
+    /// in every round, interleaved with the plans' runs, and predict from those (the
+    /// predictions from the stored profile are reported next to them).
+    #[arg(long, requires = "validate")]
+    fresh_ops: bool,
     /// Print one JSON object (--validate: the validation report; --predict: the predictions).
     #[arg(long)]
     json: bool,
@@ -325,6 +331,8 @@ fn validate_cmd(args: &Args) -> Result<()> {
     if args.reps == 0 {
         bail!("--reps must be at least 1");
     }
+    let load_start = loadavg();
+    let file_name = file.clone();
     let clock = p.measurement.clock;
     let threads = if clock == Clock::Cpu { 1 } else { *args.threads.iter().max().unwrap_or(&2) };
     let pred = Predictor::new(&p)?;
@@ -334,25 +342,79 @@ fn validate_cmd(args: &Args) -> Result<()> {
     for spec in &args.plans {
         let plan = Plan::load(spec, shapes.n_layer).context("cannot load plan")?;
         let r = pred.predict(&plan, &w).with_context(|| format!("{file}: predicting {spec}"))?;
-        plans.push((spec.clone(), r));
+        plans.push((spec.clone(), r, plan));
     }
     let pools = Pools::new(&[threads], p.measurement.pinned).map_err(|e| anyhow!("cannot start the thread pool: {e}"))?;
     let b = bar();
-    b.set_length((args.plans.len() * args.reps) as u64);
-    let mut cases = Vec::new();
-    for (i, (spec, r)) in plans.iter().enumerate() {
+    let mut loaded = Vec::new();
+    for (spec, _, _) in &plans {
         b.set_message(format!("loading {spec}"));
-        let l = super::eval::load(&args.model, spec, None, Prunable::All)?;
-        b.set_message(format!("running {spec}"));
-        let base = (i * args.reps) as u64;
-        let t = pools
-            .get(threads)
-            .install(|| validate::measure_plan_with(&l.model, &*l.hooks, &w, args.reps, clock, |k| b.set_position(base + k as u64)))
-            .with_context(|| format!("running {spec}"))?;
-        for (phase, pred_s, samples) in [("prefill", r.prefill_s, &t.prefill_s), ("decode", r.decode_s, &t.decode_s)] {
+        loaded.push(super::eval::load(&args.model, spec, None, Prunable::All)?);
+    }
+    // --fresh-ops: the in-step records the plans need, re-measured once per round.
+    let mut models = None;
+    if args.fresh_ops {
+        let mut m = profiler::in_forward::Models::open(&args.model)?;
+        for l in &loaded {
+            m.load(l.model.weights)?;
+        }
+        m.load(runtime::plan::WeightFormat::Q4_1)?;
+        models = Some(m);
+    }
+    let plan_list: Vec<&Plan> = plans.iter().map(|(_, _, pl)| pl).collect();
+    let groups = if args.fresh_ops { fresh_groups(&p, &plan_list, threads) } else { Vec::new() };
+    let q4_head = p.measurement.lm_head_q4_variant.clone().unwrap_or_else(|| "w8a16".into());
+    let mut runners = Vec::new();
+    if let Some(m) = &models {
+        for g in &groups {
+            b.set_message(format!("preparing {}", g.label()));
+            runners.push(profiler::in_forward::Runner::new(m, g, &p.measurement.token_counts, &p.measurement.kv_lengths, &q4_head, clock)?);
+        }
+    }
+    let mut fresh: std::collections::BTreeMap<profiler::profile::RecordKey, Vec<f64>> = Default::default();
+    b.set_length((args.plans.len() * args.reps) as u64);
+    b.set_message(format!("running {} (interleaved)", args.plans.join(",")));
+    let runs: Vec<(&runtime::model::Model, &dyn runtime::model::Hooks)> = loaded.iter().map(|l| (&l.model, &*l.hooks)).collect();
+    let pool = pools.get(threads);
+    let timings = {
+        validate::measure_plans_interleaved::<anyhow::Error>(
+            pool,
+            &runs,
+            &w,
+            args.reps,
+            clock,
+            |_| {
+                for r in runners.iter_mut() {
+                    let n = profiler::in_forward::Samples { steps: 3, warmup: 1, prefills: 1, prefill_budget_s: 0.0 };
+                    for (k, v) in r.run(n, pool)? {
+                        fresh.entry(k).or_default().extend(v);
+                    }
+                }
+                Ok(())
+            },
+            |k| b.set_position(k as u64),
+        )
+    }?;
+    let fresh_profile = args.fresh_ops.then(|| validate::with_fresh_records(&p, &fresh));
+    let fresh_pred = match &fresh_profile {
+        Some(fp) => Some(Predictor::new(fp)?),
+        None => None,
+    };
+    let mut cases = Vec::new();
+    for ((spec, r, plan), t) in plans.iter().zip(&timings) {
+        let fr = match &fresh_pred {
+            Some(fpred) => Some(fpred.predict(plan, &w).with_context(|| format!("predicting {spec} from the re-measured ops"))?),
+            None => None,
+        };
+        for (phase, stored_s, samples) in [("prefill", r.prefill_s, &t.prefill_s), ("decode", r.decode_s, &t.decode_s)] {
             if samples.is_empty() || (phase == "prefill" && w.prompt_tokens == 0) || (phase == "decode" && w.gen_tokens == 0) {
                 continue;
             }
+            let pred_s = match &fr {
+                Some(f) if phase == "prefill" => f.prefill_s,
+                Some(f) => f.decode_s,
+                None => stored_s,
+            };
             let s = Summary::of(samples).expect("reps >= 1");
             cases.push(Case {
                 plan: spec.clone(),
@@ -362,6 +424,7 @@ fn validate_cmd(args: &Args) -> Result<()> {
                 error_pct: validate::error_pct(pred_s, s.median),
                 measured_p10_s: s.p10,
                 measured_p90_s: s.p90,
+                predicted_from_profile_s: fr.as_ref().map(|_| stored_s),
             });
         }
     }
@@ -379,8 +442,21 @@ fn validate_cmd(args: &Args) -> Result<()> {
         repetitions: args.reps,
         notes: vec![
             format!("clock: {} (the profile's)", clock.name()),
-            format!("load average at the end: {}", loadavg()),
+            format!("plans run interleaved: a warm-up round, then {} rounds of every plan in turn; medians over the rounds", args.reps),
+            if args.fresh_ops {
+                format!(
+                    "predictions from in-step records re-measured in every round, interleaved with the plans ({} runs: {}); predicted_from_profile_s: from {} as stored",
+                    groups.len(),
+                    groups.iter().map(|g| g.label()).collect::<Vec<_>>().join("; "),
+                    file_name
+                )
+            } else {
+                format!("predictions from {file_name} as stored")
+            },
+            format!("load average at the start: {load_start}; at the end: {}", loadavg()),
         ],
+        prediction_basis: if args.fresh_ops { "fresh-ops".into() } else { "profile".into() },
+        share_within_10pct_from_profile: None,
     };
     rep.update_share();
     if args.json {
@@ -391,11 +467,30 @@ fn validate_cmd(args: &Args) -> Result<()> {
         "device {}, prefill {} + decode {} tokens, {} threads, median of {} runs (profile {})",
         rep.device_slug, rep.prompt_tokens, rep.gen_tokens, rep.threads, rep.repetitions, rep.profile
     );
-    println!("{:<12} {:<8} {:>12} {:>12} {:>8}", "plan", "phase", "predicted ms", "measured ms", "error");
+    println!(
+        "{:<12} {:<8} {:>12} {:>12} {:>8}{}",
+        "plan",
+        "phase",
+        "predicted ms",
+        "measured ms",
+        "error",
+        if args.fresh_ops { "   (stored profile: predicted ms, error)" } else { "" }
+    );
     for c in &rep.cases {
-        println!("{:<12} {:<8} {:>12.1} {:>12.1} {:>7.1}%", c.plan, c.phase, c.predicted_s * 1e3, c.measured_s * 1e3, c.error_pct);
+        let stored = c
+            .predicted_from_profile_s
+            .map_or(String::new(), |s| format!("   ({:.1}, {:+.1}%)", s * 1e3, validate::error_pct(s, c.measured_s)));
+        println!("{:<12} {:<8} {:>12.1} {:>12.1} {:>7.1}%{stored}", c.plan, c.phase, c.predicted_s * 1e3, c.measured_s * 1e3, c.error_pct);
     }
-    println!("within ±10%: {:.0}% of {} cases", rep.share_within_10pct, rep.cases.len());
+    println!(
+        "within ±10%: {:.0}% of {} cases (predictions from {})",
+        rep.share_within_10pct,
+        rep.cases.len(),
+        if args.fresh_ops { "the ops re-measured in this run" } else { "the stored profile" }
+    );
+    if let Some(sh) = rep.share_within_10pct_from_profile {
+        println!("within ±10% from the stored profile: {sh:.0}%");
+    }
     println!("\nadditivity (sum of per-op medians vs a measured block: per-layer time of a forward pass through the first {} layers):", p.measurement.block_layers);
     println!("{:<8} {:>5} {:>5} {:>4} {:>12} {:>12} {:>8}", "block", "m", "kv", "thr", "sum ms", "block ms", "error");
     for a in &rep.additivity {
@@ -412,6 +507,49 @@ fn validate_cmd(args: &Args) -> Result<()> {
     }
     println!("{}", rep.notes.join("\n"));
     Ok(())
+}
+
+/// The in-step runs whose records `plans` are predicted from: every linear site's
+/// variant and scheme, the f16 and the base (`w4a16`) runs (per-row ops, LM heads), the
+/// attention variants, and the mixed-rows pairs of plans with low-bit tokens.
+fn fresh_groups(p: &DeviceProfile, plans: &[&Plan], threads: usize) -> Vec<profiler::in_forward::Group> {
+    use profiler::in_forward::{groups, Group};
+    use runtime::plan::{Scheme, Site};
+    let mut attention: Vec<String> = Vec::new();
+    let mut want_linear = std::collections::BTreeSet::new();
+    let mut want_mixed = std::collections::BTreeSet::new();
+    want_linear.insert((profiler::in_forward::BASE_VARIANT.name().to_string(), false));
+    for plan in plans {
+        if plan.weights == runtime::plan::WeightFormat::F16 {
+            want_linear.insert(("f16".to_string(), false));
+        }
+        for lp in &plan.layers {
+            let a = profiler::predict::attention_variant(lp);
+            if !attention.contains(&a) {
+                attention.push(a);
+            }
+            for s in Site::LINEAR {
+                let sp = lp.site(s);
+                want_linear.insert((sp.resolve_variant(plan.weights).name().to_string(), sp.scheme == Scheme::Group));
+            }
+            if lp.low_bit > 0.0 {
+                let group = lp.low_bit_sites().iter().any(|&s| lp.site(s).scheme == Scheme::Group);
+                want_linear.insert((lp.resolve_low_bit_variant(plan.weights).name().to_string(), group));
+                want_mixed.insert(group);
+            }
+        }
+    }
+    // In the profile's order of attention variants, so the INT8 RoPE run is the same one.
+    let mut order: Vec<String> = p.measurement.attention_variants.iter().filter(|a| attention.contains(a)).cloned().collect();
+    order.extend(attention.into_iter().filter(|a| !p.measurement.attention_variants.contains(a)));
+    groups(&[threads], &p.measurement.token_counts, &order)
+        .into_iter()
+        .filter(|g| match g {
+            Group::Linear { variant, group, .. } => want_linear.contains(&(variant.clone(), *group)),
+            Group::Attention { .. } => true,
+            Group::Mixed { group, .. } => want_mixed.contains(group),
+        })
+        .collect()
 }
 
 /// Sum of the per-op predictions of one layer (plus its share of the embedding the block

@@ -69,6 +69,10 @@ pub struct Effort {
     /// (four times the sensitivity runs).
     #[arg(long, default_value = "layer")]
     pub granularity: String,
+    /// Scale scheme of the integer activation sites the search sets: `token` (one scale per
+    /// token, the paper's) or `group` (one per token and 32-input block).
+    #[arg(long, default_value = "token")]
+    pub scheme: String,
     /// Held-out chunks for validation, and their context.
     #[arg(long, default_value_t = 8)]
     pub heldout_chunks: usize,
@@ -217,6 +221,7 @@ pub fn settings(objective: Objective, baseline: Baseline, e: &Effort) -> Setting
         heldout_chunks: e.heldout_chunks,
         max_evals: e.max_evals.max(1),
         granularity: tuner::space::Granularity::parse(&e.granularity).unwrap_or(tuner::space::Granularity::Layer),
+        scheme: tuner::space::parse_scheme(&e.scheme).unwrap_or_default(),
         ..Settings::default()
     }
 }
@@ -285,6 +290,7 @@ pub fn run(args: Args) -> Result<()> {
     super::eval::install_threads(args.threads)?;
     let budget = Budget::parse(&args.budget)?;
     tuner::space::Granularity::parse(&args.effort.granularity).map_err(|e| anyhow!(e))?;
+    tuner::space::parse_scheme(&args.effort.scheme).map_err(|e| anyhow!(e))?;
     let objective = Objective::parse(&args.objective).map_err(|e| anyhow!(e))?;
     let baseline = Baseline::parse(&args.baseline).map_err(|e| anyhow!(e))?;
     let pareto_budgets = if args.pareto {

@@ -38,7 +38,8 @@ pub mod w4a4_lut;
 pub enum Act<'a> {
     /// Row-major `m x k` floats.
     F32 { x: &'a [f32], m: usize, k: usize },
-    /// Row-major `m x k` integer codes with per-row scales.
+    /// Row-major `m x k` integer codes with per-row (and, for variants that say so in
+    /// `Prepared::block_scales`, per-block) scales.
     Int(&'a QuantizedActivations),
 }
 
@@ -68,6 +69,11 @@ pub trait Prepared: Send + Sync {
     /// variant and ISA (never on the thread count), so tiling stays deterministic.
     fn min_tile_macs(&self) -> usize {
         crate::matmul::MIN_TILE_MACS
+    }
+    /// Whether the kernels honour `QuantizedActivations::block_scales` (`Matmul::try_run`
+    /// refuses block-scaled activations otherwise).
+    fn block_scales(&self) -> bool {
+        false
     }
     /// Data derived once per `Matmul::run` from the activations (sums, offset codes, lookup
     /// tables) and shared read-only by every tile. Runs before the tiles, inside the caller's

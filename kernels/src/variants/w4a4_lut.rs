@@ -113,6 +113,7 @@ impl<'a> LutActs<'a> {
     /// page faults on every call).
     pub fn with_buffer(pad: PaddedActivations<'a>, mut tables: Vec<i8>) -> Self {
         assert!(pad.q.iter().all(|&v| (-8..=7).contains(&v)), "w4a4-lut needs 4-bit activation codes");
+        assert!(!pad.is_blocked(), "w4a4-lut applies one scale per row (Matmul::try_run refuses block scales)");
         tables.resize(pad.q.len() * 4, 0);
         // Rows in parallel chunks (inside the caller's pool) once there is enough work.
         let rows = (1 << 16) / (pad.bpr * QK).max(1) + 1;

@@ -124,6 +124,7 @@ impl<'a> PackedActs<'a> {
     /// Fills `u` reusing its allocation.
     pub fn with_buffer(pad: PaddedActivations<'a>, mut u: Vec<u16>) -> Self {
         assert!(pad.q.iter().all(|&v| (-8..=7).contains(&v)), "w4a4-packed needs 4-bit activation codes");
+        assert!(!pad.is_blocked(), "w4a4-packed applies one scale per row (Matmul::try_run refuses block scales)");
         u.clear();
         u.extend(pad.q.iter().map(|&v| (v as i16 + 8) as u16));
         PackedActs { pad, u }

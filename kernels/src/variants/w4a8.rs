@@ -255,6 +255,9 @@ impl Prepared for W4A8 {
             Isa::Scalar => crate::matmul::MIN_TILE_MACS,
         }
     }
+    fn block_scales(&self) -> bool {
+        self.variant.supports_block_scales()
+    }
     fn gemm_into(&self, a: Act<'_>, cols: Range<usize>, mut out: OutTile<'_>) {
         assert!(out.m() == a.m() && out.cols() == cols.len());
         // SAFETY: an `OutTile` is exclusive m x cols with stride ld.
@@ -262,14 +265,16 @@ impl Prepared for W4A8 {
     }
     /// Padding and block sums once per call instead of once per tile.
     fn prepare_act(&self, a: Act<'_>) -> Option<Box<dyn Any + Send + Sync>> {
-        Some(Box::new(prepare_act(a).into_owned()))
+        Some(Box::new(prepare_act(a).detach()))
     }
     fn gemm_into_with(&self, a: Act<'_>, prep: Option<&(dyn Any + Send + Sync)>, cols: Range<usize>, mut out: OutTile<'_>) {
         match prep.and_then(|p| p.downcast_ref::<PaddedActivations<'static>>()) {
             Some(p) => {
+                let Act::Int(q) = a else { unreachable!("integer variant takes integer activations") };
+                let p = p.attach(q);
                 assert!(out.m() == p.m && out.cols() == cols.len());
                 // SAFETY: an `OutTile` is exclusive m x cols with stride ld.
-                unsafe { self.tile(p, cols, out.as_mut_ptr(), out.ld()) }
+                unsafe { self.tile(&p, cols, out.as_mut_ptr(), out.ld()) }
             }
             None => self.gemm_into(a, cols, out),
         }
@@ -282,18 +287,24 @@ pub(crate) fn prepare_act<'a>(a: Act<'a>) -> PaddedActivations<'a> {
     PaddedActivations::new(q)
 }
 
-/// Scalar reference: exact integer dot per block, then the float epilogue in block order.
+/// Scalar reference: exact integer dot per block, then the float epilogue in block order
+/// (block-scaled: the dot times the block's scale first; the sums already include it).
 ///
 /// # Safety
 /// As `W4A8::tile`.
 unsafe fn gemm_scalar(w: &PackedW4, a: &PaddedActivations, cols: Range<usize>, out: *mut f32, ld: usize) {
     for r in 0..a.m {
         let (ar, sr) = (a.row(r), a.row_sums(r));
+        let bs = if a.is_blocked() { Some(a.row_block_scales(r)) } else { None };
         for (jj, j) in cols.clone().enumerate() {
             let mut acc = 0f32;
             for b in 0..w.bpr {
-                let dot = block_dot(w, j, b, &ar[b * QK..(b + 1) * QK]);
-                acc += w.d(j, b) * dot as f32 + w.m(j, b) * sr[b];
+                let dot = block_dot(w, j, b, &ar[b * QK..(b + 1) * QK]) as f32;
+                let dot = match bs {
+                    Some(bs) => bs[b] * dot,
+                    None => dot,
+                };
+                acc += w.d(j, b) * dot + w.m(j, b) * sr[b];
             }
             *out.add(r * ld + jj) = acc * a.scales[r];
         }

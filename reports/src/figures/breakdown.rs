@@ -174,14 +174,7 @@ impl Figure for Breakdown {
             for s in SEGMENTS.iter().rev() {
                 draw::legend_bar(&mut chart, s, palette::op(s), false)?;
             }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperLeft)
-                .background_style(WHITE.mix(0.9))
-                .border_style(BLACK.mix(0.5))
-                .label_font(draw::font(draw::SMALL))
-                .draw()
-                .map_err(e)?;
+            draw::series_legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
         }
         Ok(())
     }

@@ -86,6 +86,13 @@ impl Figure for PlanMap<'_> {
                         .draw(&Rectangle::new([(x0, y + 0.42), (x1, y + 0.58)], WHITE.filled()))
                         .map_err(e)?;
                 }
+                if sp.bits < 16 && sp.scheme == Scheme::Group {
+                    // Per-block scales: a white bar down the middle of the cell.
+                    let xm = l as f64 + 0.5;
+                    grid.plotting_area()
+                        .draw(&Rectangle::new([(xm - 0.08, y + 0.08), (xm + 0.08, y + 0.92)], WHITE.filled()))
+                        .map_err(e)?;
+                }
                 if lp.low_bit > 0.0 && lp.low_bit_sites().contains(s) {
                     // Share of tokens in INT4: a red band from the bottom of the cell.
                     let top_y = y + 0.08 + 0.84 * lp.low_bit;
@@ -103,6 +110,8 @@ impl Figure for PlanMap<'_> {
             (draw::Mark::Box(RGBColor(120, 120, 200)), "log2 4-bit softmax".into()),
             (draw::Mark::Text, "white stripe: static".into()),
             (draw::Mark::Text, "per-tensor scales".into()),
+            (draw::Mark::Text, "white bar down: per-".into()),
+            (draw::Mark::Text, "32-block (group) scales".into()),
             (draw::Mark::Text, String::new()),
             (draw::Mark::Box(RGBColor(60, 60, 60)), "pruned share".into()),
             (draw::Mark::Text, "(of incoming prunable".into()),
@@ -162,7 +171,7 @@ impl Figure for PlanMap<'_> {
                 for s in Site::LAYER {
                     let sp = lp.site(s);
                     r.push(sp.bits.to_string());
-                    r.push(if sp.bits == 16 { "float" } else if sp.scheme == Scheme::Token { "token" } else { "tensor" }.into());
+                    r.push(if sp.bits == 16 { "float" } else { sp.scheme.name() }.into());
                     r.push(sp.variant.name().to_string());
                 }
                 r.push(if lp.softmax == SoftmaxMode::Log2x4 { "log2-4" } else { "f32" }.into());

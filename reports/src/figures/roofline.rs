@@ -196,14 +196,7 @@ impl Figure for Roofline {
                     .legend(move |(x, y)| Circle::new((x + 8, y), 6, dark.stroke_width(3)));
             }
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.5))
-            .label_font(draw::font(draw::SMALL))
-            .draw()
-            .map_err(e)?;
+        draw::series_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         Ok(())
     }
 

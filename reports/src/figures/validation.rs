@@ -164,31 +164,11 @@ impl Figure for Validation {
             if b / a < 10.0 {
                 let top = hi * f * 1.15;
                 let mut chart = builder.build_cartesian_2d(0f64..top, 0f64..top).map_err(e)?;
-                chart
-                    .configure_mesh()
-                    .x_label_formatter(&|v| draw::num(*v))
-                    .y_label_formatter(&|v| draw::num(*v))
-                    .x_desc(xd)
-                    .y_desc(yd)
-                    .label_style(draw::font(draw::TICK))
-                    .axis_desc_style(draw::font(draw::LABEL))
-                    .light_line_style(RGBColor(235, 235, 235))
-                    .draw()
-                    .map_err(e)?;
+                draw::numeric_mesh(&mut chart, &xd, &yd, RGBColor(235, 235, 235))?;
                 points(chart.plotting_area(), cases, f, (top * 1e-3, top), additivity)?;
             } else {
                 let mut chart = builder.build_cartesian_2d((a..b).log_scale(), (a..b).log_scale()).map_err(e)?;
-                chart
-                    .configure_mesh()
-                    .x_label_formatter(&|v| draw::num(*v))
-                    .y_label_formatter(&|v| draw::num(*v))
-                    .x_desc(xd)
-                    .y_desc(yd)
-                    .label_style(draw::font(draw::TICK))
-                    .axis_desc_style(draw::font(draw::LABEL))
-                    .light_line_style(RGBColor(240, 240, 240))
-                    .draw()
-                    .map_err(e)?;
+                draw::numeric_mesh(&mut chart, &xd, &yd, RGBColor(240, 240, 240))?;
                 points(chart.plotting_area(), cases, f, (a, b), additivity)?;
             }
         }

@@ -1,51 +1,41 @@
-//! Causal grouped-query attention over one layer's KV cache. The three products a plan may
-//! quantize (Q·Kᵀ scores, softmax, P·V) are the methods of [`AttnOps`], so a plan swaps
-//! them (INT8 QK/PV, log2 4-bit softmax) without touching the loop.
+//! Causal grouped-query attention over one layer's KV cache. What a plan may change (INT8
+//! Q·Kᵀ / P·V over the layer's INT8 cache, log2-4 probabilities for P·V) is described by
+//! [`AttnOps`]; the loops are here, in three paths:
 //!
-//! When the ops ask for INT8 ([`AttnOps::int8`]), Q·Kᵀ and/or P·V run as integer dots over
-//! the layer's INT8 cache (`quant::idot`): each query row is quantized once per head, each
-//! key/value was quantized once when cached. P·V's weights (probability × the value row's
-//! scale, after [`AttnOps::pv_probs`]) are quantized to 16-bit integers with one scale per
-//! block of 32 keys.
+//! - **Prefill, float K/V** (4+ query rows, AVX2 or AVX-512): one task per (KV head, 16 query
+//!   positions) packs all query heads of the KV head as lanes and runs the register-blocked
+//!   kernels of `attn_kernels` (scores, per-lane softmax or log2 weights, P·V over 64-key
+//!   tiles). Results equal the per-row path to float rounding.
+//! - **Decode and the scalar fallback, float K/V**: per (head, row) dot products and
+//!   weighted sums, K/V walked in 64-key tiles.
+//! - **INT8**: per (head, row), Q·Kᵀ as `i8` dots and/or P·V as `i16 x i8` block sums
+//!   (`quant::idot`); the weights (probability × the value row's scale / the row's sum) go
+//!   straight into 16-bit codes with one scale per block of 32 keys.
 //!
-//! Work is split into (head, block of query rows) tasks over the rayon pool. Each output
-//! element is computed by exactly one task in a fixed order, so results do not depend on
-//! the thread count. The causal mask uses the cached tokens' original positions: a query
-//! at position p sees the cached tokens with position <= p (a prefix, positions ascend).
+//! Each output element is computed by exactly one task in a fixed order, so results do not
+//! depend on the thread count. The causal mask uses the cached tokens' original positions:
+//! a query at position p sees the cached tokens with position <= p (a prefix, positions
+//! ascend).
 
 use super::kv_cache::KvLayer;
+use super::attn_kernels::{self, Isa, LANES, PV_ROWS};
 use super::simd;
 use crate::quant::attn::quantize_i8_row;
-use crate::quant::idot;
+use crate::quant::{idot, softmax};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
-/// The replaceable arithmetic of attention. All methods see one (head, query row).
+/// What a plan changes in one layer's attention: which products run as integer dots over
+/// the layer's INT8 cache, and whether P·V uses log2-4 probabilities
+/// ([`crate::quant::softmax::log2_weight`]). The loops live here, so every mode shares the
+/// tiling and the kernels.
 pub trait AttnOps: Sync {
-    /// `out[j] = scale * q · keys[j]` for the `out.len()` visible keys (`keys` row-major).
-    fn qk(&self, q: &[f32], keys: &[f32], scale: f32, out: &mut [f32]) {
-        simd::scores(q, keys, scale, out)
-    }
-    /// Scores to probabilities, in place.
-    fn softmax(&self, s: &mut [f32]) {
-        softmax(s)
-    }
-    /// `out = sum_j p[j] * values[j]`, overwriting `out`.
-    fn pv(&self, p: &[f32], values: &[f32], out: &mut [f32]) {
-        simd::weighted_sum(p, values, out)
-    }
     /// Which products run as integer dots over the layer's INT8 cache.
     fn int8(&self) -> Int8Attn {
         Int8Attn::default()
     }
-    /// The probabilities as an integer P·V uses them (e.g. 4-bit log2), in place.
-    fn pv_probs(&self, p: &mut [f32]) {
-        let _ = p;
-    }
-    /// Whether `pv(p, V)` is exactly `simd::weighted_sum` of `pv_probs(p)` and `qk` the
-    /// default: then prefill walks the cache in tiles (same results, fewer cache misses).
-    /// Implementations overriding `qk` or `pv` otherwise must leave this `false`.
-    fn tileable(&self) -> bool {
+    /// Whether P·V sees log2-4 probabilities instead of the float softmax.
+    fn log2(&self) -> bool {
         false
     }
 }
@@ -65,11 +55,7 @@ impl Int8Attn {
 
 /// Plain f32 attention.
 pub struct FloatAttn;
-impl AttnOps for FloatAttn {
-    fn tileable(&self) -> bool {
-        true
-    }
-}
+impl AttnOps for FloatAttn {}
 
 /// Numerically stable softmax (max subtracted), deterministic order.
 pub fn softmax(s: &mut [f32]) {
@@ -114,6 +100,12 @@ struct Scratch {
     dots: Vec<i32>,
     w16: Vec<i16>,
     wscale: Vec<f32>,
+    /// Packed path: transposed queries, transposed scores, P·V accumulators, lane sums.
+    qt: Vec<f32>,
+    st: Vec<f32>,
+    acc: Vec<f32>,
+    sums: Vec<f32>,
+    sinks: Vec<f32>,
 }
 
 thread_local! {
@@ -130,10 +122,33 @@ impl SendPtr {
     }
 }
 
+/// The probabilities of one score row, in place: the float softmax, or with `log2` the
+/// normalised log2-4 probabilities. Returns the float probability of key 0 when `sink`.
+fn probs(s: &mut [f32], log2: bool, sink: bool, tmp: &mut Vec<f32>) -> f32 {
+    if !log2 {
+        softmax(s);
+        return s[0];
+    }
+    let p0 = if sink {
+        tmp.clear();
+        tmp.extend_from_slice(s);
+        softmax(tmp);
+        tmp[0]
+    } else {
+        0.0
+    };
+    softmax::log2_probs_from_scores(s);
+    p0
+}
+
+/// Below this many query rows (decode) prefill's packed kernels waste most lanes: the
+/// per-row tiled path runs instead.
+const PACKED_MIN_ROWS: usize = 4;
+
 /// `out` (`m x n_head*head_dim`) = attention of the `m` query rows `q` (same layout, already
 /// rotated) at positions `q_pos` over `cache`. When `sink` is given (`n_head x m`), it
-/// receives each row's probability on the first cached token (token-importance input for
-/// pruning).
+/// receives each row's float softmax probability on the first cached token (the
+/// token-importance input for pruning).
 pub fn attend(
     ops: &dyn AttnOps,
     shape: AttnShape,
@@ -157,12 +172,84 @@ pub fn attend(
         SendPtr(s.as_mut_ptr())
     });
     let mode = ops.int8();
+    let log2 = ops.log2();
     assert!(!mode.any() || cache.has_int8(), "INT8 attention needs the layer's INT8 cache (KvLayer::enable_int8)");
     let blocks = m.div_ceil(ROW_BLOCK);
-    if !mode.any() && ops.tileable() {
-        // One task per (KV head, block of rows) runs all `group` query heads that share the
-        // KV head, key tile by key tile: each K/V tile is fetched once and used by every
-        // (head, row) of the task while it is in L1.
+    // Element (h, r) of `out` / `sink` belongs to one task only.
+    let out_row = |h: usize, r: usize| unsafe { std::slice::from_raw_parts_mut(out_p.get().add(r * qd + h * hd), hd) };
+    let isa = attn_kernels::isa();
+    if !mode.any() && isa != Isa::Scalar && hd.is_multiple_of(16) && m >= PACKED_MIN_ROWS {
+        // One task per (KV head, block of rows): all `group` query heads sharing the KV head,
+        // packed as lanes, so each key and value row is loaded once per task and used by
+        // every lane from registers (see `attn_kernels`).
+        let task = |task: usize| {
+            let (kvh, b) = (task / blocks, task % blocks);
+            let (keys, values) = (cache.keys(kvh), cache.values(kvh));
+            let rows = b * ROW_BLOCK..((b + 1) * ROW_BLOCK).min(m);
+            let nr = rows.len();
+            let lanes = group * nr;
+            let rp = lanes.div_ceil(LANES) * LANES;
+            SCRATCH.with(|sc| {
+                let sc = &mut *sc.borrow_mut();
+                let Scratch { qt, st, acc, n_keys: nk, sums, sinks, .. } = sc;
+                qt.clear();
+                qt.resize(hd * rp, 0.0);
+                nk.clear();
+                nk.resize(rp, 0);
+                for hi in 0..group {
+                    let h = kvh * group + hi;
+                    for (ri, r) in rows.clone().enumerate() {
+                        let i = hi * nr + ri;
+                        nk[i] = cached.partition_point(|&p| p <= q_pos[r]);
+                        for (d, &v) in q[r * qd + h * hd..r * qd + (h + 1) * hd].iter().enumerate() {
+                            qt[d * rp + i] = v;
+                        }
+                    }
+                }
+                let n_max = nk.iter().copied().max().unwrap_or(0);
+                st.clear();
+                st.resize(n_max * rp, 0.0);
+                attn_kernels::scores(isa, qt, rp, &keys[..n_max * hd], hd, n_max, scale, st);
+                sums.resize(rp, 0.0);
+                sinks.resize(rp, 0.0);
+                attn_kernels::weights(isa, st, rp, n_max, nk, log2, sums, sink_p.map(|_| &mut sinks[..]));
+                acc.clear();
+                acc.resize(lanes * hd, 0.0);
+                // Keys in tiles that stay in L1 while every block of rows uses them; a block
+                // stops at the last key any of its rows sees (the causal edge).
+                for t0 in (0..n_max).step_by(KEY_TILE) {
+                    let t1 = (t0 + KEY_TILE).min(n_max);
+                    for i0 in (0..lanes).step_by(PV_ROWS) {
+                        let nrows = PV_ROWS.min(lanes - i0);
+                        let end = nk[i0..i0 + nrows].iter().copied().max().unwrap_or(0).min(t1);
+                        if end > t0 {
+                            attn_kernels::pv(isa, &st[t0 * rp..], rp, i0, nrows, &values[t0 * hd..end * hd], hd, end - t0, acc);
+                        }
+                    }
+                }
+                for hi in 0..group {
+                    let h = kvh * group + hi;
+                    for (ri, r) in rows.clone().enumerate() {
+                        let i = hi * nr + ri;
+                        let inv = if sums[i] > 0.0 { 1.0 / sums[i] } else { 0.0 };
+                        for (o, &a) in out_row(h, r).iter_mut().zip(&acc[i * hd..(i + 1) * hd]) {
+                            *o = a * inv;
+                        }
+                        if let Some(sp) = sink_p {
+                            // SAFETY: element (h, r) belongs to this task.
+                            unsafe { *sp.get().add(h * m + r) = sinks[i] };
+                        }
+                    }
+                }
+            });
+        };
+        (0..n_head_kv * blocks).into_par_iter().for_each(task);
+        return;
+    }
+    if !mode.any() {
+        // Decode and the scalar fallback: one task per (KV head, block of rows) runs all
+        // `group` query heads that share the KV head, key tile by key tile: each K/V tile is
+        // fetched once and used by every (head, row) of the task while it is in L1.
         let task = |task: usize| {
             let (kvh, b) = (task / blocks, task % blocks);
             let (keys, values) = (cache.keys(kvh), cache.values(kvh));
@@ -177,16 +264,14 @@ pub fn attend(
                 if sc.block.len() < group * nr * n_max {
                     sc.block.resize(group * nr * n_max, 0.0);
                 }
-                let (n_keys, block) = (&sc.n_keys, &mut sc.block);
-                // Element (h, r) of `out` / `sink` belongs to this task only.
-                let out_row = |h: usize, r: usize| unsafe { std::slice::from_raw_parts_mut(out_p.get().add(r * qd + h * hd), hd) };
+                let (n_keys, block, tmp) = (&sc.n_keys, &mut sc.block, &mut sc.scores);
                 for t0 in (0..n_max).step_by(KEY_TILE) {
                     for (hi, h) in heads.clone().enumerate() {
                         for (ri, r) in rows.clone().enumerate() {
                             let t1 = (t0 + KEY_TILE).min(n_keys[ri]);
                             if t1 > t0 {
                                 let s = &mut block[(hi * nr + ri) * n_max..][t0..t1];
-                                ops.qk(&q[r * qd + h * hd..r * qd + (h + 1) * hd], &keys[t0 * hd..t1 * hd], scale, s);
+                                simd::scores(&q[r * qd + h * hd..r * qd + (h + 1) * hd], &keys[t0 * hd..t1 * hd], scale, s);
                             }
                         }
                     }
@@ -198,12 +283,11 @@ pub fn attend(
                         if s.is_empty() {
                             continue;
                         }
-                        ops.softmax(s);
+                        let p0 = probs(s, log2, sink_p.is_some(), tmp);
                         if let Some(sp) = sink_p {
                             // SAFETY: element (h, r) belongs to this task.
-                            unsafe { *sp.get().add(h * m + r) = s[0] };
+                            unsafe { *sp.get().add(h * m + r) = p0 };
                         }
-                        ops.pv_probs(s);
                     }
                 }
                 for t0 in (0..n_max).step_by(KEY_TILE) {
@@ -244,12 +328,12 @@ pub fn attend(
                 }
                 let s = &mut sc.scores[..n_keys];
                 let qr = &q[r * qd + h * hd..r * qd + (h + 1) * hd];
-                // SAFETY: (row r, head h) is written by this task only; in bounds by the asserts.
-                let o = unsafe { std::slice::from_raw_parts_mut(out_p.get().add(r * qd + h * hd), hd) };
+                let o = out_row(h, r);
                 if n_keys == 0 {
                     o.iter_mut().for_each(|v| *v = 0.0);
                     continue;
                 }
+                let mut max = f32::NEG_INFINITY;
                 match (mode.qk, keys8) {
                     (true, Some((kc, ks))) => {
                         sc.q8.resize(hd, 0);
@@ -260,22 +344,48 @@ pub fn attend(
                             *sj = dj as f32 * (qs * kj);
                         }
                     }
-                    _ => ops.qk(qr, &keys[..n_keys * hd], scale, s),
+                    _ => simd::scores(qr, &keys[..n_keys * hd], scale, s),
                 }
-                ops.softmax(s);
+                max = s.iter().copied().fold(max, f32::max);
+                let (vc, vs) = match (mode.pv, values8) {
+                    (true, Some(v)) => v,
+                    _ => {
+                        let p0 = probs(s, log2, sink_p.is_some(), &mut sc.block);
+                        if let Some(sp) = sink_p {
+                            // SAFETY: element (h, r) belongs to this task.
+                            unsafe { *sp.get().add(h * m + r) = p0 };
+                        }
+                        simd::weighted_sum(s, &values[..n_keys * hd], o);
+                        continue;
+                    }
+                };
+                // INT8 P·V, passes fused: unnormalised weights (exp or log2 codes) with
+                // their sum, then weight × value scale / sum straight into i16 blocks.
+                let (total, p0) = if !max.is_finite() {
+                    s.iter_mut().for_each(|v| *v = 0.0);
+                    (0.0, 0.0)
+                } else if log2 {
+                    let p0 = if sink_p.is_some() {
+                        sc.block.clear();
+                        sc.block.extend_from_slice(s);
+                        softmax(&mut sc.block);
+                        sc.block[0]
+                    } else {
+                        0.0
+                    };
+                    (softmax::log2_total(softmax::log2_weights_row(s, max)), p0)
+                } else {
+                    let sum = simd::exp_shifted_sum(s, max);
+                    (sum, s[0] / sum)
+                };
                 if let Some(sp) = sink_p {
                     // SAFETY: element (h, r) belongs to this task.
-                    unsafe { *sp.get().add(h * m + r) = s[0] };
+                    unsafe { *sp.get().add(h * m + r) = p0 };
                 }
-                match (mode.pv, values8) {
-                    (true, Some((vc, vs))) => {
-                        ops.pv_probs(s);
-                        s.iter_mut().zip(vs).for_each(|(p, &v)| *p *= v);
-                        idot::quantize_weights(s, &mut sc.w16, &mut sc.wscale);
-                        idot::pv(&sc.w16, &sc.wscale, &vc[..n_keys * hd], o);
-                    }
-                    _ => ops.pv(s, &values[..n_keys * hd], o),
-                }
+                let inv = if total > 0.0 { 1.0 / total } else { 0.0 };
+                idot::quantize_weights_scaled(s, vs, inv, &mut sc.w16, &mut sc.wscale);
+                o.iter_mut().for_each(|v| *v = 0.0);
+                idot::pv(&sc.w16, &sc.wscale, &vc[..n_keys * hd], o);
             }
         });
     });

@@ -81,7 +81,7 @@ fn load_stacked(
     let f16 = force_f16 || opts.weights == WeightFormat::F16;
     let variant = if f16 { Variant::F16 } else { Variant::W4A16 };
     let isa = opts.isa.unwrap_or_else(|| best_isa(variant));
-    let all_q4 = tensors.iter().all(|t| t.ty == GgmlType::Q4_1) && k % QK == 0;
+    let all_q4 = tensors.iter().all(|t| t.ty == GgmlType::Q4_1) && k.is_multiple_of(QK);
     let mm = if all_q4 {
         let mut blocks = Vec::with_capacity(n * k / QK);
         for t in &tensors {
@@ -157,7 +157,7 @@ pub fn stacked_f32(src: &dyn TensorSource, names: &[String]) -> Result<(usize, u
 /// round-to-nearest otherwise.
 pub fn stacked_q4(src: &dyn TensorSource, names: &[String]) -> Result<Q4Matrix, ModelError> {
     let tensors = names.iter().map(|n| src.tensor(n)).collect::<Result<Vec<_>, _>>()?;
-    if tensors.iter().all(|t| t.ty == GgmlType::Q4_1) && tensors[0].dims[0] as usize % QK == 0 {
+    if tensors.iter().all(|t| t.ty == GgmlType::Q4_1) && (tensors[0].dims[0] as usize).is_multiple_of(QK) {
         let k = tensors[0].dims[0] as usize;
         let mut blocks = Vec::new();
         let mut n = 0;
@@ -182,7 +182,7 @@ pub fn load(src: &dyn TensorSource, cfg: &ModelConfig, opts: LoadOptions) -> Res
     let norm = kind.norm;
     let emb_t = src.tensor("token_embd.weight")?;
     let embed = match emb_t.ty {
-        GgmlType::Q8_0 if cfg.n_embd % QK == 0 => Embedding::Q8_0 { blocks: emb_t.q8_0_blocks()?, dim: cfg.n_embd },
+        GgmlType::Q8_0 if cfg.n_embd.is_multiple_of(QK) => Embedding::Q8_0 { blocks: emb_t.q8_0_blocks()?, dim: cfg.n_embd },
         _ => Embedding::F32 { rows: emb_t.to_f32()?, dim: cfg.n_embd },
     };
     let mut blocks = Vec::with_capacity(cfg.n_layer);

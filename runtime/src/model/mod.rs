@@ -8,6 +8,7 @@
 //! fewer tokens). [`FloatHooks`] is the plain float runtime.
 
 pub mod attention;
+pub mod attn_kernels;
 pub mod forward;
 pub mod kv_cache;
 pub mod linear;

@@ -56,6 +56,8 @@ pub struct Profile {
     totals: [f64; 11],
     calls: [u64; 11],
     last: Option<f64>,
+    /// Every charge in call order, when on (see [`Profile::with_log`]).
+    log: Option<Vec<(Op, f64)>>,
 }
 
 impl Profile {
@@ -66,6 +68,16 @@ impl Profile {
     /// On, timed with `clock` (`None`: wall clock).
     pub fn with_clock(clock: Option<ClockFn>) -> Profile {
         Profile { enabled: true, clock, ..Default::default() }
+    }
+    /// [`Profile::with_clock`] that also keeps every charge in call order, so a caller
+    /// that knows the forward pass's call sequence can attribute a charge to its layer (the
+    /// profiler: the `l`-th `o` call of a forward is layer `l`'s).
+    pub fn with_log(clock: Option<ClockFn>) -> Profile {
+        Profile { log: Some(Vec::new()), ..Profile::with_clock(clock) }
+    }
+    /// The charges in call order since the last reset (empty unless made with `with_log`).
+    pub fn log(&self) -> &[(Op, f64)] {
+        self.log.as_deref().unwrap_or(&[])
     }
     pub fn enabled(&self) -> bool {
         self.enabled
@@ -92,6 +104,9 @@ impl Profile {
             if let Some(t) = self.last {
                 self.totals[op as usize] += now - t;
                 self.calls[op as usize] += 1;
+                if let Some(log) = &mut self.log {
+                    log.push((op, now - t));
+                }
             }
             self.last = Some(now);
         }
@@ -99,6 +114,9 @@ impl Profile {
     pub fn reset(&mut self) {
         self.totals = Default::default();
         self.calls = Default::default();
+        if let Some(log) = &mut self.log {
+            log.clear();
+        }
     }
     /// Seconds charged to `op` since the last reset.
     pub fn seconds(&self, op: Op) -> f64 {
@@ -148,5 +166,24 @@ mod tests {
         p.reset();
         assert_eq!((p.total_seconds(), p.calls(Op::Qkv)), (0.0, 0));
         assert!(!Profile::default().enabled());
+        assert!(p.log().is_empty());
+    }
+
+    #[test]
+    fn log_keeps_each_charge_in_order() {
+        fn fake() -> f64 {
+            use std::sync::atomic::{AtomicU64, Ordering};
+            static T: AtomicU64 = AtomicU64::new(0);
+            T.fetch_add(2, Ordering::Relaxed) as f64
+        }
+        let mut p = Profile::with_log(Some(fake));
+        p.start();
+        p.mark(Op::Norm);
+        p.mark(Op::Qkv);
+        p.mark(Op::Norm);
+        assert_eq!(p.log(), &[(Op::Norm, 2.0), (Op::Qkv, 2.0), (Op::Norm, 2.0)]);
+        assert_eq!(p.calls(Op::Norm), 2);
+        p.reset();
+        assert!(p.log().is_empty());
     }
 }

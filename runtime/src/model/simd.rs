@@ -83,6 +83,20 @@ pub fn exp_shifted_sum(x: &mut [f32], shift: f32) -> f32 {
     scalar::exp_shifted_sum(x, shift)
 }
 
+/// Per lane: `row[i] = exp(row[i] - shift[i])`, `sum[i] += row[i]` (`avx`: the AVX2 path,
+/// which the caller has checked with [`use_avx2`]).
+#[inline]
+pub fn exp_lanes(avx: bool, row: &mut [f32], shift: &[f32], sum: &mut [f32]) {
+    assert!(shift.len() >= row.len() && sum.len() >= row.len());
+    #[cfg(target_arch = "x86_64")]
+    if avx && use_avx2() {
+        // SAFETY: AVX2 and FMA were detected; lengths asserted.
+        return unsafe { x86::exp_lanes(row, shift, sum) };
+    }
+    let _ = avx;
+    scalar::exp_lanes(row, shift, sum)
+}
+
 /// `gate[i] = silu(gate[i]) * up[i]`, SiLU(x) = x / (1 + exp(-x)).
 #[inline]
 pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
@@ -139,6 +153,13 @@ pub mod scalar {
             sum += *v as f64;
         }
         sum as f32
+    }
+
+    pub fn exp_lanes(row: &mut [f32], shift: &[f32], sum: &mut [f32]) {
+        for ((v, &s), t) in row.iter_mut().zip(shift).zip(sum.iter_mut()) {
+            *v = exp(*v - s);
+            *t += *v;
+        }
     }
 
     pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
@@ -362,6 +383,24 @@ mod x86 {
             sum += *v as f64;
         }
         sum as f32
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn exp_lanes(row: &mut [f32], shift: &[f32], sum: &mut [f32]) {
+        let n = row.len();
+        let n8 = n / 8 * 8;
+        let (p, ps, pt) = (row.as_mut_ptr(), shift.as_ptr(), sum.as_mut_ptr());
+        let mut i = 0;
+        while i < n8 {
+            let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p.add(i)), _mm256_loadu_ps(ps.add(i))));
+            _mm256_storeu_ps(p.add(i), e);
+            _mm256_storeu_ps(pt.add(i), _mm256_add_ps(_mm256_loadu_ps(pt.add(i)), e));
+            i += 8;
+        }
+        for i in n8..n {
+            row[i] = exp_poly(row[i] - shift[i]);
+            sum[i] += row[i];
+        }
     }
 
     #[target_feature(enable = "avx2,fma")]

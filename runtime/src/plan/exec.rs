@@ -11,13 +11,11 @@ use super::{Plan, Positions, Scheme, Site, SitePlan, VariantChoice, WeightFormat
 use crate::calibrate::CalibStats;
 use crate::gguf::{GgmlType, TensorSource};
 use crate::model::attention::Int8Attn;
-use crate::model::{simd, AttnOps, FloatAttn, Hooks, Linear, Model, SiteCall};
+use crate::model::{AttnOps, FloatAttn, Hooks, Linear, Model, SiteCall};
 use crate::prune::PruneState;
-use crate::quant::softmax;
 use crate::quant::trip;
 use crate::quant::{ActQuantizer, MixedRows};
 use kernels::{best_isa, Matmul, Q4Matrix, Variant, QK};
-use std::cell::RefCell;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -44,13 +42,12 @@ pub enum Prunable {
     FirstHalf,
 }
 
-/// INT8 Q·Kᵀ / P·V and log2 probabilities of one layer. The integer products run in
-/// `model::attention` over the layer's INT8 KV cache (`int8`); this type says which, and
-/// applies the log2 4-bit code to the probabilities P·V sees.
+/// INT8 Q·Kᵀ / P·V and log2 probabilities of one layer. The loops run in
+/// `model::attention` (over the layer's INT8 KV cache for the integer products); this type
+/// says which products are integer and whether P·V uses log2-4 probabilities.
 ///
-/// Probabilities are log2-quantized for P·V only (not in `softmax`), so the pruning hook
-/// reads each row's float probability on the first token (the importance signal) while P·V
-/// sees the 4-bit values (renormalized to sum 1, see `softmax::quantize_log2_normalized`).
+/// The log2 code applies to the probabilities P·V sees, not to the softmax the pruning hook
+/// reads: each row's float probability on the first token stays the importance signal.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct QuantAttn {
     pub qk8: bool,
@@ -58,38 +55,13 @@ pub struct QuantAttn {
     pub log2: bool,
 }
 
-thread_local! {
-    static PROBS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
-
 impl AttnOps for QuantAttn {
     fn int8(&self) -> Int8Attn {
         Int8Attn { qk: self.qk8, pv: self.pv8 }
     }
 
-    fn pv_probs(&self, p: &mut [f32]) {
-        if self.log2 {
-            softmax::quantize_log2_normalized(p);
-        }
-    }
-
-    /// `pv` below is `weighted_sum(pv_probs(p))` and `qk` the default.
-    fn tileable(&self) -> bool {
-        true
-    }
-
-    /// Float P·V (used when `pv8` is off), with log2 probabilities when planned.
-    fn pv(&self, p: &[f32], values: &[f32], out: &mut [f32]) {
-        if !self.log2 {
-            return simd::weighted_sum(p, values, out);
-        }
-        PROBS.with(|c| {
-            let pq = &mut *c.borrow_mut();
-            pq.clear();
-            pq.extend_from_slice(p);
-            softmax::quantize_log2_normalized(pq);
-            simd::weighted_sum(pq, values, out);
-        })
+    fn log2(&self) -> bool {
+        self.log2
     }
 }
 
@@ -98,8 +70,17 @@ struct SiteExec {
     quant: ActQuantizer,
     /// `None`: the model's own matmul already is the planned kernel.
     mm: Option<Matmul>,
-    /// INT4 kernel for low-importance rows (o/gate_up/down with `low_bit > 0`).
-    low: Option<Matmul>,
+    /// How low-importance rows run (o/gate_up/down with `low_bit > 0`).
+    low: Option<LowRows>,
+}
+
+/// The INT4 rows of a site with `low_bit > 0`.
+enum LowRows {
+    /// In the same call of the site's `w4a8` kernel, as INT4 codes in bytes: what
+    /// `w4a4-widen` computes, without a second call, gathers and scatters.
+    Fused,
+    /// Through their own kernel (`w4a4-packed`, `w4a4-lut`), as [`MixedRows`].
+    Separate(Matmul),
 }
 
 /// `model::Hooks` for a plan.
@@ -197,9 +178,16 @@ impl PlanHooks {
         let native = if model.weights == WeightFormat::F16 { Variant::F16 } else { Variant::W4A16 };
         let build_site = |layer: Option<usize>, s: Site, sp: &SitePlan, lin: &Linear, low_bit: Option<Variant>| {
             let variant = sp.resolve_variant(plan.weights);
+            // Plans built in code skip the file checks; block scales need these kernels.
+            for v in std::iter::once(variant).chain(low_bit) {
+                if !sp.is_float() && !sp.scheme.runs_on(v) {
+                    return Err(err(format!("{s}: scheme \"group\" needs w4a8 or w4a4-widen, not {v}")));
+                }
+            }
             let mut quant = match (sp.bits, sp.scheme) {
                 (16, _) => ActQuantizer::Float,
                 (b, Scheme::Token) => ActQuantizer::PerToken { bits: b, clip: crate::quant::clip::default_clip(b) },
+                (b, Scheme::Group) => ActQuantizer::PerBlock { bits: b },
                 (b, Scheme::Tensor) => {
                     let (c, path) = calib.expect("checked above");
                     let st = c.site(path, layer.unwrap_or(0), s)?;
@@ -231,7 +219,9 @@ impl PlanHooks {
                     Some(Matmul::new_q4(variant, best_isa(variant), &w).map_err(kerr)?)
                 };
                 let low = match low_bit {
-                    Some(v) => Some(Matmul::new_q4(v, best_isa(v), &w).map_err(kerr)?),
+                    // `w4a4-widen` is the `w4a8` kernel (same ISA dispatch) on INT4 codes.
+                    Some(Variant::W4A4Widen) if variant == Variant::W4A8 => Some(LowRows::Fused),
+                    Some(v) => Some(LowRows::Separate(Matmul::new_q4(v, best_isa(v), &w).map_err(kerr)?)),
                     None => None,
                 };
                 (mm, low)
@@ -245,10 +235,7 @@ impl PlanHooks {
         let mut attn = Vec::with_capacity(cfg.n_layer);
         for (l, (lp, blk)) in plan.layers.iter().zip(&model.blocks).enumerate() {
             let low_sites = if lp.low_bit > 0.0 { lp.low_bit_sites() } else { Vec::new() };
-            let low_variant = match lp.low_bit_variant {
-                VariantChoice::Fixed(v) => v,
-                VariantChoice::Auto => super::auto_variant(4, plan.weights),
-            };
+            let low_variant = lp.resolve_low_bit_variant(plan.weights);
             let mut row = Vec::with_capacity(4);
             for (s, lin) in [(Site::Qkv, &blk.qkv), (Site::O, &blk.o), (Site::GateUp, &blk.gate_up), (Site::Down, &blk.down)] {
                 let low = low_sites.contains(&s).then_some(low_variant);
@@ -317,9 +304,11 @@ impl PlanHooks {
     fn run_site(&self, e: &SiteExec, call: SiteCall<'_>, lin: &Linear, x: &[f32], y: &mut [f32]) {
         let mm = e.mm.as_ref().unwrap_or(&lin.mm);
         let m = x.len() / mm.k().max(1);
-        if let (Some(low_mm), Some(flags)) = (&e.low, e.low.as_ref().and_then(|_| self.low_rows(call.rows))) {
-            let mixed = MixedRows::quantize(&e.quant, x, m, mm.k(), &flags);
-            mixed.run(mm, low_mm, x, y);
+        if let (Some(low), Some(flags)) = (&e.low, e.low.as_ref().and_then(|_| self.low_rows(call.rows))) {
+            match low {
+                LowRows::Fused => e.quant.matmul_mixed(mm, x, m, &flags, y),
+                LowRows::Separate(low_mm) => MixedRows::quantize(&e.quant, x, m, mm.k(), &flags).run(mm, low_mm, x, y),
+            }
         } else {
             e.quant.matmul(mm, x, m, y);
         }

@@ -18,7 +18,7 @@
 //! ```
 //!
 //! Later `[[layers]]` entries override earlier ones field by field. Parsing is strict:
-//! unknown keys, out-of-range layers, impossible bits/variant combinations and ratios
+//! unknown keys, out-of-range layers, impossible bits/scheme/variant combinations and ratios
 //! outside [0, 1) are errors that name the file and the key.
 
 use super::{
@@ -384,6 +384,16 @@ fn check_site(s: Site, x: &SiteSrc, weights: WeightFormat, layer: &str, file: &s
             if weights == WeightFormat::F16 && v != kernels::Variant::F16 {
                 return Err(invalid(file, &x.variant.key, format!("weights = \"f16\" needs variant f16, not {v}")));
             }
+            if bits != 16 && !scheme.runs_on(v) {
+                return Err(invalid(
+                    file,
+                    &x.variant.key,
+                    format!(
+                        "variant {v} has no per-block activation scales, but {layer}{s} uses scheme = \"group\" (from `{}`); use w4a8, w4a4-widen or auto",
+                        x.scheme.key
+                    ),
+                ));
+            }
         }
     } else {
         if bits == 4 {
@@ -396,11 +406,11 @@ fn check_site(s: Site, x: &SiteSrc, weights: WeightFormat, layer: &str, file: &s
         if variant != VariantChoice::Auto {
             return Err(invalid(file, &x.variant.key, format!("attention site {s} has no kernel variant; use \"auto\"")));
         }
-        if bits == 8 && scheme == Scheme::Tensor {
+        if bits == 8 && scheme != Scheme::Token {
             return Err(invalid(
                 file,
                 &x.scheme.key,
-                format!("attention site {s} quantizes per head and token; scheme \"tensor\" is not supported"),
+                format!("attention site {s} quantizes per head and token; scheme \"{}\" is not supported", scheme.name()),
             ));
         }
     }
@@ -496,6 +506,18 @@ impl ParsedPlan {
                         &x.low_bit_variant.key,
                         format!("{at}low_bit_variant must be a 4-bit-activation variant, not {v}"),
                     ));
+                }
+                // The INT4 rows of a group site keep block scales.
+                if lp.low_bit > 0.0 {
+                    if let Some(&g) = lp.low_bit_sites().iter().find(|&&s| lp.site(s).scheme == Scheme::Group) {
+                        if !Scheme::Group.runs_on(v) {
+                            return Err(invalid(
+                                file,
+                                &x.low_bit_variant.key,
+                                format!("{at}low_bit_variant {v} has no per-block activation scales, but {g} uses scheme = \"group\"; use w4a4-widen or auto"),
+                            ));
+                        }
+                    }
                 }
             }
             out.push(lp);

@@ -69,6 +69,28 @@ pub enum Scheme {
     /// Static per-tensor from calibration, with power-of-two channel factors folded into
     /// the weights.
     Tensor,
+    /// Dynamic per token and per 32-input block: each block of a row gets its own
+    /// `amax / qmax` (Q8_1-style, how llama.cpp feeds its own Q4_1 matmul). The blocks line
+    /// up with the Q4_1 weight blocks, so the kernel applies the block scale next to the
+    /// weight block's `d` and `m`. Runs on `w4a8` and `w4a4-widen` only.
+    Group,
+}
+
+impl Scheme {
+    /// The name used in plan files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Token => "token",
+            Scheme::Tensor => "tensor",
+            Scheme::Group => "group",
+        }
+    }
+
+    /// Whether a kernel variant can take activations of this scheme: block scales
+    /// ([`Scheme::Group`]) are implemented by `w4a8` and `w4a4-widen` only.
+    pub fn runs_on(self, v: Variant) -> bool {
+        self != Scheme::Group || v.supports_block_scales()
+    }
 }
 
 /// A kernel variant, or `auto`: resolved on the running CPU by [`SitePlan::resolve_variant`].
@@ -154,9 +176,11 @@ impl SitePlan {
     /// activations → `w4a16`; 8 bits → `w4a8`; 4 bits → the first of w4a4-packed,
     /// w4a4-widen, w4a4-lut that has a SIMD path on this CPU (a static preference; the
     /// tuner writes the variant the device profile measured fastest).
+    /// With the group scheme `auto` is `w4a8` / `w4a4-widen` (the variants with block scales).
     pub fn resolve_variant(&self, weights: WeightFormat) -> Variant {
         match self.variant {
             VariantChoice::Fixed(v) => v,
+            VariantChoice::Auto if self.scheme == Scheme::Group && self.bits == 4 => Variant::W4A4Widen,
             VariantChoice::Auto => auto_variant(self.bits, weights),
         }
     }
@@ -257,6 +281,19 @@ impl LayerPlan {
     /// o/gate_up/down running INT8.
     pub fn low_bit_sites(&self) -> Vec<Site> {
         Site::LOW_BIT.into_iter().filter(|&s| self.site(s).bits == 8).collect()
+    }
+
+    /// The kernel for the INT4 low-importance rows. Those rows follow their site's scheme
+    /// (block scales at a group site), so `auto` is `w4a4-widen` when any low-bit site uses
+    /// the group scheme, else [`auto_variant`] for 4 bits.
+    pub fn resolve_low_bit_variant(&self, weights: WeightFormat) -> Variant {
+        match self.low_bit_variant {
+            VariantChoice::Fixed(v) => v,
+            VariantChoice::Auto if self.low_bit_sites().iter().any(|&s| self.site(s).scheme == Scheme::Group) => {
+                Variant::W4A4Widen
+            }
+            VariantChoice::Auto => auto_variant(4, weights),
+        }
     }
 }
 

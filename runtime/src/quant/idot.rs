@@ -45,8 +45,10 @@ pub fn qk(q: &[i8], keys: &[i8], out: &mut [i32]) {
 /// Tokens per P·V weight block.
 pub const PV_BLOCK: usize = 32;
 
-/// `out[c] = Σ_b scale[b] · Σ_{j in block b} w[j] · values[j][c]` for the `w.len()` rows of
+/// `out[c] += Σ_b scale[b] · Σ_{j in block b} w[j] · values[j][c]` for the `w.len()` rows of
 /// `values` (rows of `out.len()` codes); `scale` has one entry per [`PV_BLOCK`] tokens.
+/// Accumulating, one FMA per block in block order: calls over consecutive whole blocks
+/// (tiles of keys) give bit for bit the result of one call over all of them.
 pub fn pv(w: &[i16], scale: &[f32], values: &[i8], out: &mut [f32]) {
     let d = out.len();
     assert!(values.len() >= w.len() * d, "values hold {} codes, need {} rows of {d}", values.len(), w.len());
@@ -65,18 +67,39 @@ pub fn quantize_weights(w: &[f32], codes: &mut Vec<i16>, scales: &mut Vec<f32>) 
     codes.clear();
     scales.clear();
     for blk in w.chunks(PV_BLOCK) {
-        let max = blk.iter().fold(0f32, |a, &v| a.max(v));
-        if max.is_nan() || max <= 0.0 || !max.is_finite() {
-            codes.extend(std::iter::repeat_n(0, blk.len()));
-            scales.push(0.0);
-            continue;
-        }
-        let inv = W_MAX / max;
-        // Weights are >= 0, so `floor(x + 0.5)` is round-half-up; the truncating cast (which
-        // also maps NaN to 0) vectorises, unlike `f32::round`.
-        codes.extend(blk.iter().map(|&v| ((v * inv).min(W_MAX) + 0.5) as i16));
-        scales.push(max / W_MAX);
+        quantize_block(blk, codes, scales);
     }
+}
+
+/// [`quantize_weights`] of `p[j] · vscale[j] · mul` (probability × the value row's scale ×
+/// the row's normalisation) without materialising the products: one pass instead of two.
+pub fn quantize_weights_scaled(p: &[f32], vscale: &[f32], mul: f32, codes: &mut Vec<i16>, scales: &mut Vec<f32>) {
+    assert!(vscale.len() >= p.len(), "one value scale per weight");
+    codes.clear();
+    scales.clear();
+    let mut buf = [0f32; PV_BLOCK];
+    for (blk, vs) in p.chunks(PV_BLOCK).zip(vscale.chunks(PV_BLOCK)) {
+        let b = &mut buf[..blk.len()];
+        for ((x, &pj), &v) in b.iter_mut().zip(blk).zip(vs) {
+            *x = pj * v * mul;
+        }
+        quantize_block(b, codes, scales);
+    }
+}
+
+#[inline]
+fn quantize_block(blk: &[f32], codes: &mut Vec<i16>, scales: &mut Vec<f32>) {
+    let max = blk.iter().fold(0f32, |a, &v| a.max(v));
+    if max.is_nan() || max <= 0.0 || !max.is_finite() {
+        codes.extend(std::iter::repeat_n(0, blk.len()));
+        scales.push(0.0);
+        return;
+    }
+    let inv = W_MAX / max;
+    // Weights are >= 0, so `floor(x + 0.5)` is round-half-up; the truncating cast (which
+    // also maps NaN to 0) vectorises, unlike `f32::round`.
+    codes.extend(blk.iter().map(|&v| ((v * inv).min(W_MAX) + 0.5) as i16));
+    scales.push(max / W_MAX);
 }
 
 /// The plain loops the SIMD paths are checked against (also the fallback).
@@ -90,7 +113,6 @@ pub mod scalar {
 
     pub fn pv(w: &[i16], scale: &[f32], values: &[i8], out: &mut [f32]) {
         let d = out.len();
-        out.iter_mut().for_each(|o| *o = 0.0);
         let mut acc = vec![0i32; d];
         for (b, blk) in w.chunks(super::PV_BLOCK).enumerate() {
             acc.iter_mut().for_each(|a| *a = 0);
@@ -204,7 +226,6 @@ mod x86 {
         let n = w.len();
         let vp = values.as_ptr();
         let z = _mm256_setzero_si256();
-        out.iter_mut().for_each(|o| *o = 0.0);
         let mut c0 = 0;
         while c0 < d {
             let nch = ((d - c0) / 16).min(4);

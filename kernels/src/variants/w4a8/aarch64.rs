@@ -3,6 +3,8 @@
 //! by element. With ARMv8.2 dotprod that is one `sdot v.4s, w.16b, a.4b[i]` (inline asm:
 //! `vdotq_laneq_s32` is not stable in Rust 1.95) into 32-bit column lanes; without it,
 //! `smull`/`smull2` of the broadcast group, `addp`, `sadalp` (|pair sum| <= 2*15*128).
+//! Per-block activation scales (`BS = true`): the f32 dot times the row's block scale
+//! before the FMA (sums pre-scaled).
 
 // Micro-kernels index several register arrays by the same row/column counters.
 #![allow(clippy::needless_range_loop)]
@@ -51,7 +53,7 @@ macro_rules! kernels {
     ($micro:ident, $gemm:ident, $feat:literal, $dot:ident) => {
         #[inline]
         #[target_feature(enable = $feat)]
-        unsafe fn $micro<const R: usize>(w: &PackedW4, a: &PaddedActivations, r0: usize, t: usize, out: *mut f32, ld: usize, ncols: usize) {
+        unsafe fn $micro<const R: usize, const BS: bool>(w: &PackedW4, a: &PaddedActivations, r0: usize, t: usize, out: *mut f32, ld: usize, ncols: usize) {
             let bpr = w.bpr;
             let mask = vdupq_n_u8(0x0f);
             let mut facc = [[vdupq_n_f32(0.0); 4]; R];
@@ -93,7 +95,11 @@ macro_rules! kernels {
                     let (dv, mv) = (ds[cv], ms[cv]);
                     for r in 0..R {
                         let s = *a.sums.get_unchecked((r0 + r) * a.bpr8 + b);
-                        facc[r][cv] = vfmaq_f32(facc[r][cv], vcvtq_f32_s32(acc[r][cv]), dv);
+                        let mut dot = vcvtq_f32_s32(acc[r][cv]);
+                        if BS {
+                            dot = vmulq_n_f32(dot, *a.block_scales.get_unchecked((r0 + r) * a.bpr8 + b));
+                        }
+                        facc[r][cv] = vfmaq_f32(facc[r][cv], dot, dv);
                         facc[r][cv] = vfmaq_n_f32(facc[r][cv], mv, s);
                     }
                 }
@@ -107,7 +113,7 @@ macro_rules! kernels {
         }
 
         #[target_feature(enable = $feat)]
-        unsafe fn $gemm(w: &PackedW4, a: &PaddedActivations, cols: Range<usize>, o: *mut f32, nc: usize) {
+        unsafe fn $gemm<const BS: bool>(w: &PackedW4, a: &PaddedActivations, cols: Range<usize>, o: *mut f32, nc: usize) {
             for rc in (0..a.m).step_by(ROW_CHUNK) {
                 let re = (rc + ROW_CHUNK).min(a.m);
                 for j in cols.clone().step_by(TILE) {
@@ -117,8 +123,8 @@ macro_rules! kernels {
                         let rr = MR.min(re - r);
                         let dst = o.add(r * nc + j - cols.start);
                         match rr {
-                            1 => $micro::<1>(w, a, r, j / TILE, dst, nc, ncols),
-                            _ => $micro::<2>(w, a, r, j / TILE, dst, nc, ncols),
+                            1 => $micro::<1, BS>(w, a, r, j / TILE, dst, nc, ncols),
+                            _ => $micro::<2, BS>(w, a, r, j / TILE, dst, nc, ncols),
                         }
                         r += rr;
                     }
@@ -135,9 +141,10 @@ kernels!(micro_smull, gemm_smull, "neon", dot_smull);
 /// The CPU must have NEON, and dotprod when `dotprod` is true; `cols.start` a multiple of
 /// `TILE`.
 pub(super) unsafe fn gemm(w: &PackedW4, a: &PaddedActivations, cols: Range<usize>, o: *mut f32, nc: usize, dotprod: bool) {
-    if dotprod {
-        gemm_sdot(w, a, cols, o, nc)
-    } else {
-        gemm_smull(w, a, cols, o, nc)
+    match (dotprod, a.is_blocked()) {
+        (true, false) => gemm_sdot::<false>(w, a, cols, o, nc),
+        (true, true) => gemm_sdot::<true>(w, a, cols, o, nc),
+        (false, false) => gemm_smull::<false>(w, a, cols, o, nc),
+        (false, true) => gemm_smull::<true>(w, a, cols, o, nc),
     }
 }

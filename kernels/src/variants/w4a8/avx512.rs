@@ -6,6 +6,16 @@
 //! multiply-adds per instruction, no 16-bit stage (products and sums stay far inside i32:
 //! |dot| <= 32 * 15 * 128). Per block the i32 dots become f32 for `d * dot + m * sum(a)`.
 //! Register-blocked MR activation rows x NV tiles of 16 columns.
+//!
+//! Port balance: `vpdpbusd` zmm issues on port 0 only, while FMAs and logic ops also use
+//! port 5, so everything else is kept off port 0 where possible. The i32 -> f32 conversion
+//! of the dots (`vcvtdq2ps`, port 0 only) is replaced by the magic-number trick: each
+//! block's i32 accumulators start at the bits of `1.5 * 2^23` (`0x4B40_0000`), so after the
+//! block they hold the bits of the float `1.5 * 2^23 + dot` exactly (|dot| <= 32*15*128 <
+//! 2^22 keeps it inside the binade where the ulp is 1), and one `vsubps` (ports 0 or 5)
+//! recovers `dot` exactly. With per-block activation
+//! scales (`BS = true`) the f32 dot is multiplied by the row's block scale before the FMA
+//! (the sums come pre-scaled): one extra multiply per (row, block, tile).
 
 // Micro-kernels index several register arrays by the same row/column counters.
 #![allow(clippy::needless_range_loop)]
@@ -20,9 +30,11 @@ use std::ops::Range;
 const MR: usize = 6;
 const NV_GEMM: usize = 2;
 const NV_GEMV: usize = 4;
+/// Bits of the f32 `1.5 * 2^23`; see the module doc.
+const MAGIC: i32 = 0x4B40_0000;
 
 #[inline(always)]
-unsafe fn micro<const R: usize, const V: usize>(
+unsafe fn micro<const R: usize, const V: usize, const BS: bool>(
     w: &PackedW4,
     a: &PaddedActivations,
     r0: usize,
@@ -33,9 +45,11 @@ unsafe fn micro<const R: usize, const V: usize>(
 ) {
     let bpr = w.bpr;
     let mask = _mm512_set1_epi8(0x0f);
+    let magic_i = _mm512_set1_epi32(MAGIC);
+    let magic_f = _mm512_castsi512_ps(magic_i);
     let mut facc = [[_mm512_setzero_ps(); V]; R];
     for b in 0..bpr {
-        let mut acc = [[_mm512_setzero_si512(); V]; R];
+        let mut acc = [[magic_i; V]; R];
         for qp in 0..4 {
             let mut w0 = [_mm512_setzero_si512(); V];
             let mut w1 = [_mm512_setzero_si512(); V];
@@ -60,7 +74,11 @@ unsafe fn micro<const R: usize, const V: usize>(
             let mv = _mm512_cvtph_ps(_mm256_loadu_si256(sp.add(32) as *const __m256i));
             for r in 0..R {
                 let s = _mm512_set1_ps(*a.sums.get_unchecked((r0 + r) * a.bpr8 + b));
-                facc[r][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][v]), dv, facc[r][v]);
+                let mut dot = _mm512_sub_ps(_mm512_castsi512_ps(acc[r][v]), magic_f);
+                if BS {
+                    dot = _mm512_mul_ps(dot, _mm512_set1_ps(*a.block_scales.get_unchecked((r0 + r) * a.bpr8 + b)));
+                }
+                facc[r][v] = _mm512_fmadd_ps(dot, dv, facc[r][v]);
                 facc[r][v] = _mm512_fmadd_ps(mv, s, facc[r][v]);
             }
         }
@@ -82,6 +100,15 @@ unsafe fn micro<const R: usize, const V: usize>(
 /// by `W4A8::gemm_padded`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) unsafe fn gemm(w: &PackedW4, a: &PaddedActivations, cols: Range<usize>, o: *mut f32, nc: usize) {
+    if a.is_blocked() {
+        gemm_with::<true>(w, a, cols, o, nc)
+    } else {
+        gemm_with::<false>(w, a, cols, o, nc)
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn gemm_with<const BS: bool>(w: &PackedW4, a: &PaddedActivations, cols: Range<usize>, o: *mut f32, nc: usize) {
     let (mr, nv) = if a.m == 1 { (1, NV_GEMV) } else { (MR, NV_GEMM) };
     for rc in (0..a.m).step_by(ROW_CHUNK) {
         let re = (rc + ROW_CHUNK).min(a.m);
@@ -96,7 +123,7 @@ pub(super) unsafe fn gemm(w: &PackedW4, a: &PaddedActivations, cols: Range<usize
                 macro_rules! go {
                     ($($r:literal, $v:literal);*) => {
                         match (rr, v) {
-                            $(($r, $v) => micro::<$r, $v>(args.0, args.1, args.2, args.3, args.4, args.5, args.6),)*
+                            $(($r, $v) => micro::<$r, $v, BS>(args.0, args.1, args.2, args.3, args.4, args.5, args.6),)*
                             _ => unreachable!("rows {rr}, tiles {v}"),
                         }
                     };

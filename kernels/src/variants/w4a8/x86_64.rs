@@ -3,7 +3,8 @@
 //! sums, accumulated in 16 bits over the block (8 adds of |x| <= 2*15*128 = 3840: at most
 //! 30720 < 2^15, exact), then one `vpmaddwd` by ones per block widens to a 32-bit dot per
 //! column. Only one multiply-port instruction per 32 multiply-adds plus one per block.
-//! Register-blocked MR activation rows x NV 8-column vectors.
+//! Register-blocked MR activation rows x NV 8-column vectors. Per-block activation scales
+//! (`BS = true`): the f32 dot times the row's block scale before the FMA (sums pre-scaled).
 
 // Micro-kernels index several register arrays by the same row/column counters.
 #![allow(clippy::needless_range_loop)]
@@ -21,7 +22,7 @@ const NV_GEMV: usize = 4;
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn micro<const R: usize, const V: usize>(
+unsafe fn micro<const R: usize, const V: usize, const BS: bool>(
     w: &PackedW4,
     a: &PaddedActivations,
     r0: usize,
@@ -61,7 +62,10 @@ unsafe fn micro<const R: usize, const V: usize>(
             let mv = _mm256_cvtph_ps(_mm_loadu_si128(sp.add(32) as *const __m128i));
             for r in 0..R {
                 let s = _mm256_broadcast_ss(a.sums.get_unchecked((r0 + r) * a.bpr8 + b));
-                let dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(acc[r][v], ones));
+                let mut dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(acc[r][v], ones));
+                if BS {
+                    dot = _mm256_mul_ps(dot, _mm256_broadcast_ss(a.block_scales.get_unchecked((r0 + r) * a.bpr8 + b)));
+                }
                 facc[r][v] = _mm256_fmadd_ps(dot, dv, facc[r][v]);
                 facc[r][v] = _mm256_fmadd_ps(mv, s, facc[r][v]);
             }
@@ -88,6 +92,15 @@ unsafe fn micro<const R: usize, const V: usize>(
 /// `W4A8::gemm_padded`.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn gemm(w: &PackedW4, a: &PaddedActivations, cols: Range<usize>, o: *mut f32, nc: usize) {
+    if a.is_blocked() {
+        gemm_with::<true>(w, a, cols, o, nc)
+    } else {
+        gemm_with::<false>(w, a, cols, o, nc)
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn gemm_with<const BS: bool>(w: &PackedW4, a: &PaddedActivations, cols: Range<usize>, o: *mut f32, nc: usize) {
     let (mr, nv) = if a.m == 1 { (1, NV_GEMV) } else { (MR, NV_GEMM) };
     for rc in (0..a.m).step_by(ROW_CHUNK) {
         let re = (rc + ROW_CHUNK).min(a.m);
@@ -100,11 +113,11 @@ pub(super) unsafe fn gemm(w: &PackedW4, a: &PaddedActivations, cols: Range<usize
                 let rr = mr.min(re - r);
                 let args = (w, a, r, j / TILE, o.add(r * nc + j - cols.start), nc, ncols);
                 match (rr, v) {
-                    (1, 2) => micro::<1, 2>(args.0, args.1, args.2, args.3, args.4, args.5, args.6),
-                    (1, 4) => micro::<1, 4>(args.0, args.1, args.2, args.3, args.4, args.5, args.6),
-                    (2, 2) => micro::<2, 2>(args.0, args.1, args.2, args.3, args.4, args.5, args.6),
-                    (3, 2) => micro::<3, 2>(args.0, args.1, args.2, args.3, args.4, args.5, args.6),
-                    (4, 2) => micro::<4, 2>(args.0, args.1, args.2, args.3, args.4, args.5, args.6),
+                    (1, 2) => micro::<1, 2, BS>(args.0, args.1, args.2, args.3, args.4, args.5, args.6),
+                    (1, 4) => micro::<1, 4, BS>(args.0, args.1, args.2, args.3, args.4, args.5, args.6),
+                    (2, 2) => micro::<2, 2, BS>(args.0, args.1, args.2, args.3, args.4, args.5, args.6),
+                    (3, 2) => micro::<3, 2, BS>(args.0, args.1, args.2, args.3, args.4, args.5, args.6),
+                    (4, 2) => micro::<4, 2, BS>(args.0, args.1, args.2, args.3, args.4, args.5, args.6),
                     _ => unreachable!("rows {rr}, vectors {v}"),
                 }
                 r += rr;
