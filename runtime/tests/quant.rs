@@ -1,25 +1,14 @@
 //! Activation quantization: channel factors (search, folding), per-site quantizers, mixed
 //! INT8/INT4 rows, log2 softmax and INT8 attention helpers.
 
+mod a_support;
+use a_support::noise;
 use kernels::{Activations, Isa, Matmul, Q4Matrix, QuantizedActivations, Variant};
 use proptest::prelude::*;
 use runtime::quant::attn::{self, I8Rows};
 use runtime::quant::softmax::{self, LOG2_ZERO};
 use runtime::quant::trip::{self, ChannelFactors};
 use runtime::quant::{ActQuantizer, MixedRows};
-
-/// Deterministic pseudo-random values in [-1, 1).
-fn noise(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 /// Activations with a few outlier channels, like LLM hidden states.
 fn outlier_acts(m: usize, k: usize, seed: u64) -> Vec<f32> {

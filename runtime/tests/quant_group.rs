@@ -1,22 +1,11 @@
 //! The group scheme (per token and 32-input block) and the fused mixed INT8/INT4 path,
 //! against plain float re-implementations and against the two-call path they replace.
 
+mod a_support;
+use a_support::noise;
 use kernels::{Activations, Matmul, Q4Matrix, QuantizedActivations, Variant};
 use proptest::prelude::*;
 use runtime::quant::{clip, trip, ActQuantizer, MixedRows};
-
-/// Deterministic pseudo-random values in [-1, 1).
-fn noise(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 /// Hidden-state-like rows: noise plus a few large channels.
 fn outliers(m: usize, k: usize, seed: u64) -> Vec<f32> {

@@ -85,7 +85,7 @@ pub fn layer_table(plan: &Plan) -> String {
             if sp.is_float() {
                 format!("float ({})", v.name())
             } else {
-                format!("INT{} ({})", sp.bits, v.name())
+                format!("INT{}-{} ({})", sp.bits, sp.scheme.name(), v.name())
             }
         };
         let attn = match (l.qk.bits, l.pv.bits, l.softmax) {
@@ -104,9 +104,15 @@ pub fn layer_table(plan: &Plan) -> String {
     s
 }
 
-/// One-paragraph summary: which layers use INT8/INT4 at which sites and where pruning is.
+/// One-paragraph summary: which layers use INT8/INT4 at which sites (and with which scale
+/// scheme) and where pruning is.
 pub fn layer_summary(plan: &Plan) -> String {
     let mut parts = Vec::new();
+    let schemes: std::collections::BTreeSet<&str> =
+        plan.layers.iter().flat_map(|l| Site::LINEAR.map(|s| l.site(s))).filter(|sp| !sp.is_float()).map(|sp| sp.scheme.name()).collect();
+    if !schemes.is_empty() {
+        parts.push(format!("activation scales: {}", schemes.into_iter().collect::<Vec<_>>().join(" / ")));
+    }
     for bits in [8u8, 4] {
         for site in Site::LINEAR {
             let ls: Vec<usize> = plan.layers.iter().enumerate().filter(|(_, l)| l.site(site).bits == bits).map(|(i, _)| i).collect();

@@ -1,5 +1,5 @@
 //! Shared by the runtime's test files: locating the real model and data files (a missing
-//! model skips locally and fails under CI=true).
+//! model skips locally and fails under CI=true), and deterministic noise for synthetic inputs.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -30,4 +30,17 @@ pub fn model_path() -> Option<PathBuf> {
 
 pub fn data_path(name: &str) -> PathBuf {
     repo_root().join("data").join(name)
+}
+
+/// Deterministic pseudo-random values in [-1, 1).
+pub fn noise(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
 }
