@@ -2,27 +2,17 @@
 //! `Hooks::set_pruning`) and decode at a KV-cache depth, on a tiny synthetic llama; and
 //! `auto`'s choice of 4-bit kernel.
 
+mod a_support;
+
 use runtime::bench::{self, Test};
-use runtime::gguf::synthetic::{tiny_config, tiny_llama};
-use runtime::gguf::{GgmlType, Gguf};
-use runtime::model::{llama, FloatHooks, Hooks, LoadOptions, Logits, Model, State};
+use runtime::model::{FloatHooks, Hooks, Logits, State};
 use runtime::plan::exec::{PlanHooks, Prunable};
 use runtime::plan::{presets, WeightFormat};
 
-fn setup(n_layer: usize) -> (tempfile::TempDir, Gguf, Model) {
-    let mut cfg = tiny_config();
-    cfg.n_layer = n_layer;
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("tiny.gguf");
-    tiny_llama(&cfg, GgmlType::Q4_1, 7).write(&p).unwrap();
-    let g = Gguf::open(&p).unwrap();
-    let model = llama::load_gguf(&g, LoadOptions::new(WeightFormat::Q4_1)).unwrap();
-    (dir, g, model)
-}
 
 #[test]
 fn pruning_can_be_switched_off_and_the_report_counts_cache_lengths() {
-    let (_d, g, model) = setup(4);
+    let (_d, g, model) = a_support::tiny_q4_model(4);
     let plan = presets::preset("agile8", 4).unwrap();
     let hooks = PlanHooks::build(&model, &g, &plan, "agile8", None, Prunable::All).unwrap();
     let n = 40;
@@ -44,7 +34,7 @@ fn pruning_can_be_switched_off_and_the_report_counts_cache_lengths() {
 fn decode_at_depth_matches_one_long_run() {
     // `run_once_at` feeds `depth` tokens untimed and then the test: the cache state is what a
     // single forward over depth + tokens leaves, and logits of the last step agree.
-    let (_d, _g, model) = setup(2);
+    let (_d, _g, model) = a_support::tiny_q4_model(2);
     let hooks = FloatHooks;
     let mut st = State::new();
     let ns = bench::run_once_at(&model, Test::Gen(3), 20, &mut st, &hooks, 5).unwrap();

@@ -2,12 +2,13 @@
 //! re-implementation that fake-quantizes (quantize, dequantize) at the same places and
 //! prunes with the same rules.
 
+mod a_support;
+
 use runtime::calibrate::{self, CalibStats};
-use runtime::gguf::synthetic::{tiny_config, tiny_llama};
-use runtime::gguf::{GgmlType, Gguf};
-use runtime::model::{llama, FloatHooks, Hooks, KvCache, LoadOptions, Logits, Model, State};
+use runtime::gguf::Gguf;
+use runtime::model::{FloatHooks, Hooks, KvCache, Logits, Model, State};
 use runtime::plan::exec::{PlanHooks, Prunable};
-use runtime::plan::{presets, Plan, Scheme, Site, SitePlan, SoftmaxMode, VariantChoice, WeightFormat};
+use runtime::plan::{presets, Plan, Scheme, Site, SitePlan, SoftmaxMode, VariantChoice};
 use runtime::prune::PruneState;
 
 struct Fixture {
@@ -17,13 +18,7 @@ struct Fixture {
 }
 
 fn fixture(n_layer: usize) -> Fixture {
-    let mut cfg = tiny_config();
-    cfg.n_layer = n_layer;
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("tiny.gguf");
-    tiny_llama(&cfg, GgmlType::Q4_1, 7).write(&p).unwrap();
-    let g = Gguf::open(&p).unwrap();
-    let model = llama::load_gguf(&g, LoadOptions::new(WeightFormat::Q4_1)).unwrap();
+    let (dir, g, model) = a_support::tiny_q4_model(n_layer);
     Fixture { _dir: dir, g, model }
 }
 

@@ -44,3 +44,20 @@ pub fn noise(n: usize, seed: u64) -> Vec<f32> {
         })
         .collect()
 }
+
+/// A tiny synthetic llama with Q4_1 weights (seed 7), written to a temp dir and loaded; the
+/// dir must outlive the `Gguf`.
+pub fn tiny_q4_model(n_layer: usize) -> (tempfile::TempDir, runtime::gguf::Gguf, runtime::model::Model) {
+    use runtime::gguf::synthetic::{tiny_config, tiny_llama};
+    use runtime::gguf::{GgmlType, Gguf};
+    use runtime::model::{llama, LoadOptions};
+    use runtime::plan::WeightFormat;
+    let mut cfg = tiny_config();
+    cfg.n_layer = n_layer;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("tiny.gguf");
+    tiny_llama(&cfg, GgmlType::Q4_1, 7).write(&p).unwrap();
+    let g = Gguf::open(&p).unwrap();
+    let model = llama::load_gguf(&g, LoadOptions::new(WeightFormat::Q4_1)).unwrap();
+    (dir, g, model)
+}
