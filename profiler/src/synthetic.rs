@@ -93,23 +93,7 @@ pub fn synthetic_profile(
         .map(|k| {
             let s = cost(&k);
             let n = shapes.linear_shape(&k.op).map_or(0, |s| s.0);
-            Record {
-                op: k.op,
-                variant: k.variant,
-                isa: "synthetic".into(),
-                bits: k.bits,
-                m: k.m,
-                kv: k.kv,
-                n,
-                k: k.k,
-                threads: k.threads,
-                median_s: s,
-                p10_s: s,
-                p90_s: s,
-                samples: 1,
-                cv: 0.0,
-                counters: BTreeMap::new(),
-            }
+            exact_record(k.op, k.variant, k.bits, (k.m, k.kv, n, k.k), k.threads, s)
         })
         .collect();
     let mut device = DeviceFingerprint::detect();
@@ -150,15 +134,20 @@ pub fn synthetic_profile(
 
 /// A `forward.<op>` record (timed inside the forward pass) with median `s`, for tests.
 pub fn forward_record(op: &str, variant: &str, bits: u8, m: usize, kv: usize, threads: usize, s: f64) -> Record {
+    exact_record(format!("{}{op}", crate::in_forward::PREFIX), variant.into(), bits, (m, kv, 0, 0), threads, s)
+}
+
+/// One sample whose every statistic is `s`: synthetic profiles know their answer exactly.
+fn exact_record(op: String, variant: String, bits: u8, (m, kv, n, k): (usize, usize, usize, usize), threads: usize, s: f64) -> Record {
     Record {
-        op: format!("{}{op}", crate::in_forward::PREFIX),
-        variant: variant.into(),
+        op,
+        variant,
         isa: "synthetic".into(),
         bits,
         m,
         kv,
-        n: 0,
-        k: 0,
+        n,
+        k,
         threads,
         median_s: s,
         p10_s: s,
