@@ -49,3 +49,21 @@ fn bench_depth_past_the_context_is_refused() {
     assert!(last.contains(&format!("-d {depth} plus 4 tokens of tg4 exceeds the model's context of {depth} tokens")), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An unknown `--scheme` is refused on one line naming the flag and the choices, before any
+/// file is read.
+#[test]
+fn unknown_tuning_scheme_is_refused() {
+    let missing = std::env::temp_dir().join("agq-no-such-profile.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_agq"))
+        .args(["tune", "--scheme", "tensor", "--profile"])
+        .arg(&missing)
+        .output()
+        .expect("run agq");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].starts_with("agq: error: "), "{stderr}");
+    assert!(lines[0].contains("--scheme `tensor`: expected token or group"), "{stderr}");
+}
