@@ -39,7 +39,7 @@ pub fn chunk_count(n_tokens: usize, ctx: usize, model_ctx: usize) -> Result<usiz
     if ctx < 8 {
         return Err(bad("must be at least 8".into()));
     }
-    if ctx % 2 != 0 {
+    if !ctx.is_multiple_of(2) {
         return Err(bad("must be even (the second half is scored)".into()));
     }
     if ctx > model_ctx {
